@@ -1,0 +1,54 @@
+"""vpbench: compare future-video predictors on equal terms (10 frames in, 10 out).
+
+Python API::
+
+    import bench
+    bench.list_methods(), bench.list_datasets()
+    method = bench.get_method("frnn", frame_shape=(1, 64, 64), preset="tiny")
+    data = bench.get_dataset("mmnist", data_dir="...")
+    bench.metrics.frame_metrics(pred, target)    # {"mse", "psnr", "dssim"}: (B, T)
+    bench.evaluate(method, data, limit=100)       # what `bench run` writes
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from . import metrics
+from .dataset import ClipSet, Dataset
+from .errors import BenchError
+from .method import Method
+from .registry import datasets as _datasets
+from .registry import methods as _methods
+from .registry import register_dataset, register_method
+
+__version__ = "0.1.0"
+__all__ = [
+    "BenchError", "ClipSet", "Dataset", "Method", "evaluate", "get_dataset", "get_method",
+    "list_datasets", "list_methods", "metrics", "register_dataset", "register_method",
+]
+
+
+def list_methods() -> list[str]:
+    return _methods.names()
+
+
+def list_datasets() -> list[str]:
+    return _datasets.names()
+
+
+def get_method(name: str, frame_shape, preset: str = "small", **overrides: Any) -> Method:
+    """A new, untrained method ``name`` built for ``frame_shape`` (C, H, W) with ``preset``'s config."""
+    cls = _methods.get(name)
+    return cls(tuple(frame_shape), cls.resolve_config(preset, overrides))
+
+
+def get_dataset(name: str, **kwargs: Any) -> Dataset:
+    """Dataset ``name``; kwargs: ``data_dir``, ``cache_dir``, ``skip_bad`` and its own options."""
+    return _datasets.get(name)(**kwargs)
+
+
+def evaluate(method: Method, dataset: Dataset, **kwargs: Any):
+    """Score ``method`` on ``dataset``'s test clips; see :func:`bench.runner.evaluate`."""
+    from .runner import evaluate as _evaluate
+
+    return _evaluate(method, dataset, **kwargs)

@@ -1,0 +1,33 @@
+"""The ``bench`` command line.
+
+Each command lives in its own module of ``bench.commands`` (an attribute ``command``), so commands
+are added without touching this file. Errors of the user's making (:class:`BenchError`) print as
+one sentence with exit status 1; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import click
+
+from . import commands
+from .errors import BenchError
+
+
+class BenchGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except BenchError as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=BenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vpbench")
+def main() -> None:
+    """Benchmark future-video predictors: 10 frames in, 10 predicted, scored per step."""
+
+
+for _module in pkgutil.iter_modules(commands.__path__):
+    main.add_command(importlib.import_module(f"{commands.__name__}.{_module.name}").command)

@@ -1,0 +1,1 @@
+"""One module per ``bench`` subcommand, each exposing a click ``command``."""

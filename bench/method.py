@@ -1,0 +1,89 @@
+"""The method plugin contract.
+
+A method is a ``torch.nn.Module`` that sees float frames in [0, 1], batch-first
+``(B, T, C, H, W)``, and converts to its own internal range itself. Subclasses:
+
+* set ``presets`` with at least ``paper`` (the authors' topology and training settings),
+  ``small`` (trains on a 2-core CPU in minutes) and ``tiny`` (seconds, for tests). Every preset of
+  a trainable method holds ``steps`` (the training budget) and ``batch_size``;
+* build their modules and their optimizer(s) in ``__init__(frame_shape, config)``, storing the
+  optimizers in ``self.optimizers`` (a name -> optimizer dict; GANs have two);
+* implement ``predict(context, horizon)`` (deterministic in eval mode; the runner calls it under
+  ``torch.no_grad()``) and, when trainable, ``training_step(clip)``.
+
+Checkpoints hold ``state_dict()`` plus ``optimizer_state_dict()``.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .errors import BenchError
+
+Config = dict[str, Any]
+
+
+class Method(nn.Module):
+    name: ClassVar[str] = ""
+    presets: ClassVar[dict[str, Config]] = {}
+    trainable: ClassVar[bool] = True
+
+    def __init__(self, frame_shape: tuple[int, int, int], config: Config):
+        super().__init__()
+        if len(frame_shape) != 3 or min(frame_shape) < 1:
+            raise BenchError(f"{self.name}: frame_shape must be (C, H, W), got {tuple(frame_shape)}")
+        self.frame_shape = tuple(int(s) for s in frame_shape)
+        self.config = dict(config)
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+
+    @classmethod
+    def resolve_config(cls, preset: str, overrides: Config | None = None) -> Config:
+        """The preset's config with ``overrides`` applied; unknown presets or keys are errors."""
+        if preset not in cls.presets:
+            raise BenchError(
+                f"method {cls.name!r} has no preset {preset!r}; its presets are: {', '.join(cls.presets)}"
+            )
+        config = copy.deepcopy(cls.presets[preset])
+        for key, value in (overrides or {}).items():
+            if key not in config:
+                raise BenchError(f"method {cls.name!r} has no setting {key!r}; its settings are: {', '.join(config)}")
+            config[key] = value
+        return config
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.parameters():
+            return tensor.device
+        return torch.device("cpu")
+
+    def predict(self, context: torch.Tensor, horizon: int) -> torch.Tensor:
+        """``(B, K, C, H, W)`` in [0, 1] -> the next ``horizon`` frames, ``(B, horizon, C, H, W)`` in [0, 1]."""
+        raise NotImplementedError
+
+    def training_step(self, clip: torch.Tensor) -> dict[str, float]:
+        """One optimisation step on a ``(B, 20, C, H, W)`` clip in [0, 1]; returns the losses to log."""
+        raise BenchError(f"method {self.name!r} is not trainable")
+
+    def optimizer_state_dict(self) -> dict[str, Any]:
+        return {key: opt.state_dict() for key, opt in self.optimizers.items()}
+
+    def load_optimizer_state_dict(self, state: dict[str, Any]) -> None:
+        if set(state) != set(self.optimizers):
+            raise BenchError(
+                f"{self.name}: checkpoint has optimizers {sorted(state)}, the method has {sorted(self.optimizers)}"
+            )
+        for key, opt in self.optimizers.items():
+            opt.load_state_dict(state[key])
+
+
+def to_signed(frames: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> [-1, 1], the internal range of fRNN, RLadder, Mathieu and MCnet."""
+    return frames * 2 - 1
+
+
+def to_unit(frames: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1], clamped so that scoring never sees values outside the frame range."""
+    return ((frames + 1) / 2).clamp(0, 1)

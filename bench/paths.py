@@ -1,0 +1,20 @@
+"""Where data, caches, checkpoints and results live by default (each overridable)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """``$BENCH_CACHE_DIR``, else ``~/.cache/vpbench``: downloads and decoded-frame caches."""
+    return Path(os.environ.get("BENCH_CACHE_DIR") or Path.home() / ".cache" / "vpbench")
+
+
+def data_dir(folder: str, explicit: str | os.PathLike | None = None) -> Path:
+    """A dataset's raw-data folder: ``explicit`` (``--data-dir``), else ``$BENCH_DATA_DIR/<folder>``,
+    else ``<cache>/data/<folder>`` (where downloads go). ``folder`` is the dataset's ``data_folder``."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("BENCH_DATA_DIR"):
+        return Path(os.environ["BENCH_DATA_DIR"]) / folder
+    return cache_dir() / "data" / folder

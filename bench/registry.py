@@ -1,0 +1,81 @@
+"""A generic name -> class registry for method and dataset plugins.
+
+Built-in plugins are the modules of a package (``bench.methods``, ``bench.datasets``); they are
+imported lazily on the first lookup, so adding a plugin is one new file. Third-party packages
+register through an entry-point group (``bench.methods``, ``bench.datasets``) whose entries point
+at plugin classes (or at modules that register on import).
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+from importlib.metadata import entry_points
+from typing import Generic, TypeVar
+
+from .errors import BenchError
+
+T = TypeVar("T")
+
+
+class UnknownNameError(BenchError, KeyError):
+    """A lookup miss; the message lists the known names and suggests the closest."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+class Registry(Generic[T]):
+    """Plugins of one kind (``kind`` = "method" or "dataset")."""
+
+    def __init__(self, kind: str, package: str, group: str):
+        self.kind, self.package, self.group = kind, package, group
+        self._classes: dict[str, type[T]] = {}
+        self._loaded = False
+
+    def register(self, name: str):
+        """Class decorator: ``@register_method("frnn")`` sets ``cls.name`` and records the class."""
+
+        def decorate(cls: type[T]) -> type[T]:
+            known = self._classes.get(name)
+            if known is not None and known is not cls and known.__qualname__ != cls.__qualname__:
+                raise BenchError(f"two {self.kind}s are registered as {name!r}: {known} and {cls}")
+            cls.name = name
+            self._classes[name] = cls
+            return cls
+
+        return decorate
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        package = importlib.import_module(self.package)
+        for module in pkgutil.iter_modules(package.__path__):
+            if not module.name.startswith("_"):
+                importlib.import_module(f"{self.package}.{module.name}")
+        for entry in entry_points(group=self.group):
+            loaded = entry.load()
+            if isinstance(loaded, type) and entry.name not in self._classes:
+                self.register(entry.name)(loaded)
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._classes)
+
+    def get(self, name: str) -> type[T]:
+        self._load()
+        if name in self._classes:
+            return self._classes[name]
+        names = self.names()
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else "."
+        raise UnknownNameError(
+            f"unknown {self.kind} {name!r}{hint} Known {self.kind}s: {', '.join(names) or 'none'}"
+        )
+
+
+methods: Registry = Registry("method", "bench.methods", "bench.methods")
+datasets: Registry = Registry("dataset", "bench.datasets", "bench.datasets")
+register_method = methods.register
+register_dataset = datasets.register

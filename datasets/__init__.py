@@ -1,0 +1,1 @@
+"""Built-in dataset plugins, one file each, imported as ``bench.datasets.<name>``."""

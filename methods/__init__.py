@@ -1,0 +1,1 @@
+"""Built-in method plugins, one file each, imported as ``bench.methods.<name>``."""
