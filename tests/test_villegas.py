@@ -216,5 +216,7 @@ def test_bad_inputs_are_clear_errors():
     method = make()
     with pytest.raises(BenchError, match="context"):
         method.predict(torch.rand(1, 1, 1, 64, 64), 10)
+    with pytest.raises(BenchError, match="horizon"):
+        method.predict(torch.rand(1, CONTEXT, 1, 64, 64), 0)
     with pytest.raises(BenchError, match="training clips"):
         method.training_step(torch.rand(1, 12, 1, 64, 64))
