@@ -1,0 +1,66 @@
+"""A cache of decoded, preprocessed videos: one uint8 ``.npy`` array per video, memory-mapped on load.
+
+Entries live in ``<cache_dir>/frames/<dataset>/<stem>-<key>.npy``. The key hashes the preprocessing
+parameters together with the source file's resolved path, size and modification time, so a changed
+parameter or a changed file simply misses (old entries stay until deleted by hand). Writes go to a
+temporary file in the same folder that is then renamed into place, so concurrent runs never see, or
+leave, a half-written entry.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+class FrameCache:
+    """Cached arrays of one dataset under one set of preprocessing ``params`` (JSON-able)."""
+
+    def __init__(self, cache_dir: str | os.PathLike, dataset: str, params: dict[str, Any]):
+        self.folder = Path(cache_dir) / "frames" / dataset
+        self.params = {"format": FORMAT_VERSION, **params}
+
+    def path(self, source: str | os.PathLike) -> Path:
+        """Where the entry for video ``source`` is (raises ``OSError`` if ``source`` cannot be stat'ed)."""
+        source = Path(source).resolve()
+        stat = source.stat()
+        ident = json.dumps([self.params, str(source), stat.st_size, stat.st_mtime_ns], sort_keys=True)
+        key = hashlib.sha256(ident.encode()).hexdigest()[:20]
+        return self.folder / f"{source.stem}-{key}.npy"
+
+    def get(self, source: str | os.PathLike) -> np.ndarray | None:
+        """The cached array for ``source`` (read-only memory map), or None when absent or unreadable."""
+        try:
+            return np.load(self.path(source), mmap_mode="r")
+        except (OSError, ValueError):
+            return None
+
+    def load(self, source: str | os.PathLike, build: Callable[[Path], np.ndarray]) -> np.ndarray:
+        """The cached array for ``source``, made with ``build(source)`` and stored first when missing."""
+        cached = self.get(source)
+        if cached is not None:
+            return cached
+        array = build(Path(source))
+        target = self.path(source)
+        self.put(target, array)
+        return np.load(target, mmap_mode="r")
+
+    def put(self, target: Path, array: np.ndarray) -> None:
+        """Store ``array`` at ``target`` atomically (temporary file, then rename)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=f".{target.stem}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                np.save(file, np.ascontiguousarray(array, dtype=np.uint8))
+            os.replace(temporary, target)
+        except BaseException:
+            os.unlink(temporary)
+            raise

@@ -1,0 +1,69 @@
+"""Reading (and, for tests and benchmarks, writing) video files with PyAV, and the PIL bilinear
+resize of the fRNN preprocessing.
+
+Every failure to read a video (missing, not a video, corrupt, truncated) is a
+:class:`~bench.errors.BenchError` whose message names the file.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from .errors import BenchError
+
+
+def decode(path: str | os.PathLike) -> np.ndarray:
+    """All frames of the video at ``path`` as uint8 ``(T, H, W, 3)`` in RGB order.
+
+    A file that decodes to fewer frames than its container header declares is reported as
+    truncated (a cut AVI often still opens and yields its first frames without an error).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"video file {path} is missing")
+    frames, declared = [], 0
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise BenchError(f"video file {path} has no video stream")
+            stream = container.streams.video[0]
+            declared = stream.frames
+            for frame in container.decode(stream):
+                frames.append(frame.to_ndarray(format="rgb24"))
+    except (av.error.FFmpegError, OSError) as error:
+        if not frames:
+            raise BenchError(f"video file {path} is unreadable or corrupt ({error.__class__.__name__})") from None
+        raise BenchError(f"video file {path} is truncated or corrupt: decoding failed after {len(frames)} of "
+                         f"the {declared or '?'} frames its header declares") from None
+    if not frames:
+        raise BenchError(f"video file {path} contains no decodable frames")
+    if declared and len(frames) < declared:
+        raise BenchError(f"video file {path} is truncated: {len(frames)} of the {declared} frames its header declares decode")
+    return np.stack(frames)
+
+
+def resize(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize uint8 ``(T, H, W, C)`` frames with PIL's bilinear filter (what ``scipy.misc.imresize``
+    did for the authors), channel by channel."""
+    out = np.empty((len(frames), height, width, frames.shape[3]), np.uint8)
+    for t, frame in enumerate(frames):
+        for c in range(frames.shape[3]):
+            image = Image.fromarray(np.ascontiguousarray(frame[:, :, c]))
+            out[t, :, :, c] = np.asarray(image.resize((width, height), Image.BILINEAR))
+    return out
+
+
+def write(path: str | os.PathLike, frames: np.ndarray, rate: int = 25, bit_rate: int = 4_000_000) -> None:
+    """Encode uint8 RGB ``(T, H, W, 3)`` frames as an MPEG-4 Part 2 AVI (the codec of KTH and UCF101)."""
+    with av.open(str(path), "w", format="avi") as container:
+        stream = container.add_stream("mpeg4", rate=rate)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.bit_rate = bit_rate
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        container.mux(stream.encode())

@@ -1,0 +1,229 @@
+"""What the video datasets (KTH, UCF101) share: the decoded-frame cache, windows, checks.
+
+A :class:`VideoDataset` subclass says which files it expects and where they are
+(:meth:`~VideoDataset.inventory`) and how one decoded video is preprocessed
+(:meth:`~VideoDataset.preprocess`). Preprocessed videos are cached as uint8 ``(T, C, H, W_stored)``
+arrays (:mod:`bench.framecache`); clips are windows of ``length`` frames taken every
+``sample_every``-th raw frame, cropped to ``frame_shape``'s width (at ``test_crop`` for test clips,
+at a random offset below ``stored_width - width`` for training (the authors' 0..4 for 85 -> 80 px), where they are also flipped left-right at random).
+"""
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import joblib
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import video
+from .dataset import ClipSet, Dataset
+from .errors import BenchError
+from .framecache import FrameCache
+
+
+@dataclass(frozen=True)
+class Video:
+    """One video of the protocol; ``segments`` are 0-based ``[start, stop)`` frame ranges (None: whole)."""
+
+    name: str
+    split: str  # "train" or "test"
+    path: Path | None  # None when the file is missing
+    segments: tuple[tuple[int, int], ...] | None = None
+
+
+@dataclass
+class Inventory:
+    """The protocol's videos against what ``data_dir`` holds (what ``bench data verify`` reports)."""
+
+    videos: list[Video]
+    extra: list[Path] = field(default_factory=list)  # video-like files the protocol does not use
+
+    def present(self, split: str | None = None) -> list[Video]:
+        return [v for v in self.videos if v.path is not None and split in (None, v.split)]
+
+    def missing(self) -> list[Video]:
+        return [v for v in self.videos if v.path is None]
+
+
+@dataclass
+class Prepared:
+    """Videos whose cache entries are ready (name -> entry path, frame count) and the failures."""
+
+    entries: dict[str, tuple[Path, int]]
+    failures: list[str]
+
+
+class VideoDataset(Dataset):
+    sample_every: ClassVar[int] = 1
+    stored_width: ClassVar[int] = 80
+    test_crop: ClassVar[int] = 0
+    require_all: ClassVar[bool] = True
+    progress: bool = True
+
+    # --- what a subclass provides -------------------------------------------------------------
+    def inventory(self) -> Inventory:
+        raise NotImplementedError
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The parameters that define :meth:`preprocess` (part of the cache key)."""
+        raise NotImplementedError
+
+    def preprocess(self, rgb: np.ndarray) -> np.ndarray:
+        """Decoded uint8 ``(T, H, W, 3)`` RGB -> stored uint8 ``(T, C, H, stored_width)``."""
+        raise NotImplementedError
+
+    # --- shared machinery ---------------------------------------------------------------------
+    @property
+    def cache(self) -> FrameCache:
+        return FrameCache(self.cache_dir, self.name, self.preprocessing())
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "preprocessing": self.preprocessing(),
+                "sample_every": self.sample_every, "test_crop_offset": self.test_crop}
+
+    def build(self, path: Path) -> np.ndarray:
+        return self.preprocess(video.decode(path))
+
+    def prepare(self, videos: Sequence[Video], jobs: int = 1, check_only: bool = False) -> Prepared:
+        """Decode and cache ``videos`` (in parallel with ``jobs`` processes), collecting failures
+        instead of stopping at the first, so everything that can be cached is. ``check_only``
+        decodes uncached videos without storing them (``bench data verify``)."""
+        cache = self.cache
+        entries, failures, todo = {}, [], []
+        for item in videos:
+            if item.path is None:
+                failures.append(f"video file for {item.name} is missing from {self.data_dir}")
+                continue
+            cached = cache.get(item.path)
+            if cached is None:
+                todo.append(item)
+            else:
+                entries[item.name] = (cache.path(item.path), len(cached))
+        if todo:
+            results = joblib.Parallel(n_jobs=jobs, return_as="generator")(
+                joblib.delayed(_prepare_one)(self, item.path, check_only) for item in todo
+            )
+            verb = "checking" if check_only else "decoding"
+            bar = tqdm(results, total=len(todo), desc=f"{verb} {self.name} videos", unit="video",
+                       disable=not self.progress)
+            for item, (entry, count, error) in zip(todo, bar):
+                if error:
+                    failures.append(error)
+                else:
+                    entries[item.name] = (entry, count)
+        return Prepared(entries, failures)
+
+    def _ready(self, split: str) -> tuple[list[Video], Prepared]:
+        """The ``split``'s videos, cached. Bad videos raise, or warn with ``skip_bad``; missing ones
+        count as bad when ``require_all``, else they are left out with a warning."""
+        wanted = [v for v in self.inventory().videos if v.split == split]
+        if not self.require_all:
+            missing = sum(v.path is None for v in wanted)
+            if missing:
+                warnings.warn(f"{missing} of the {len(wanted)} {self.name} {split} videos of the protocol are "
+                              f"missing from {self.data_dir}; using the rest (`bench data verify` lists them)",
+                              stacklevel=3)
+            wanted = [v for v in wanted if v.path is not None]
+        if not any(v.path is not None for v in wanted):
+            raise BenchError(f"no {split} videos of dataset {self.name!r} found in {self.data_dir}")
+        prepared = self.prepare(wanted)
+        if prepared.failures:
+            more = len(prepared.failures) - 1
+            if not self.skip_bad:
+                tail = f" ({more} more bad videos; --skip-bad skips them)" if more else " (--skip-bad skips it)"
+                raise BenchError(prepared.failures[0] + tail)
+            warnings.warn(f"skipped {len(prepared.failures)} bad {self.name} {split} videos "
+                          f"(first: {prepared.failures[0]})", stacklevel=3)
+        return [v for v in wanted if v.name in prepared.entries], prepared
+
+    def _pieces(self, split: str) -> tuple[list[Path], list[tuple[int, int, int]]]:
+        """Cache entries and ``(entry index, first frame, frame count)`` pieces of ``split``."""
+        videos, prepared = self._ready(split)
+        entries, pieces = [], []
+        for item in videos:
+            path, count = prepared.entries[item.name]
+            entries.append(path)
+            for start, stop in item.segments or [(0, count)]:
+                stop = min(stop, count)
+                if stop > start:
+                    pieces.append((len(entries) - 1, start, stop - start))
+        return entries, pieces
+
+    def test_clips(self, length: int, stride: int = 1) -> ClipSet:
+        if length < 1 or stride < 1:
+            raise BenchError(f"clip length and test stride must be positive, got {length} and {stride}")
+        entries, pieces = self._pieces("test")
+        return WindowClips(entries, pieces, length, stride, self.sample_every, self.test_crop, self.frame_shape[2])
+
+    def train_clips(self, length: int, seed: int) -> Iterator[np.ndarray]:
+        entries, pieces = self._pieces("train")
+        clips = WindowClips(entries, pieces, length, 1, self.sample_every, 0, self.stored_width)
+        if not len(clips):
+            raise BenchError(f"no {self.name} training video is long enough for {length}-frame clips")
+        return self._random_windows(clips, np.random.default_rng(seed))
+
+    def _random_windows(self, clips: WindowClips, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        width = self.frame_shape[2]
+        while True:
+            clip = clips[int(rng.integers(len(clips)))]
+            offset = int(rng.integers(self.stored_width - width)) if self.stored_width > width else 0
+            clip = clip[..., offset:offset + width]
+            if rng.random() < 0.5:
+                clip = clip[..., ::-1]
+            yield np.ascontiguousarray(clip)
+
+
+def _prepare_one(dataset: VideoDataset, path: Path, check_only: bool) -> tuple[Path | None, int, str | None]:
+    try:
+        if check_only:
+            return None, len(dataset.build(path)), None
+        cache = dataset.cache
+        return cache.path(path), len(cache.load(path, dataset.build)), None
+    except BenchError as error:
+        return None, 0, str(error)
+
+
+class WindowClips(ClipSet):
+    """Every window of ``length`` frames (one every ``every`` raw frames) starting every ``stride``
+    raw frames within each piece, in order, cropped to ``width`` columns from ``crop``."""
+
+    open_limit = 64  # memory maps kept open at once
+
+    def __init__(self, entries: list[Path], pieces: list[tuple[int, int, int]], length: int,
+                 stride: int, every: int, crop: int, width: int):
+        self.entries, self.pieces = entries, pieces
+        self.length, self.stride, self.every, self.crop, self.width = length, stride, every, crop, width
+        span = (length - 1) * every + 1
+        counts = [max(0, (frames - span) // stride + 1) for _, _, frames in pieces]
+        self.starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+        self._open: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"clip {index} out of range for {len(self)} clips")
+        index %= len(self)
+        piece = int(np.searchsorted(self.starts, index, side="right")) - 1
+        entry, first, _ = self.pieces[piece]
+        start = first + (index - int(self.starts[piece])) * self.stride
+        frames = self._array(entry)[start:start + (self.length - 1) * self.every + 1:self.every]
+        return np.ascontiguousarray(frames[..., self.crop:self.crop + self.width])
+
+    def _array(self, entry: int) -> np.ndarray:
+        if entry in self._open:
+            self._open.move_to_end(entry)
+        else:
+            self._open[entry] = np.load(self.entries[entry], mmap_mode="r")
+            if len(self._open) > self.open_limit:
+                self._open.popitem(last=False)
+        return self._open[entry]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_open": OrderedDict()}
