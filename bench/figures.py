@@ -1,0 +1,191 @@
+"""The report's figures: Fig. 2 of the fRNN paper, cost versus quality, and qualitative strips.
+
+* :func:`fig2`: rows = the datasets present, columns = MSE, PSNR, DSSIM; x = predicted step; one line
+  per method with a band of one standard error, the baseline in black; ``paper=True`` adds the paper's
+  curves dashed in the same colour (note: for mathieu and prednet the paper's curves predate its
+  Table 2 and do not average to it).
+* :func:`cost_scatter`: PSNR (10-step mean, SE bars) against FLOPs of one ``predict(10 -> 10)`` (top
+  row) and against peak memory of predict (bottom row), one column per dataset.
+* :func:`strip_canvas` / :func:`qualitative_strip`: the style of the paper's Figs. 3-6: the last 5
+  context frames and the 10 targets, then one row per method with its 10 predictions framed in yellow.
+
+Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot state, no GUI backend).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .errors import BenchError
+from .report import (
+    DATASET_LABELS, METHOD_ORDER, METRIC_LABELS, METRICS, Cell, datasets_of, methods_of, paper_curves,
+)
+
+YELLOW = (255, 221, 0)
+WHITE = 255
+CONTEXT_SHOWN = 5
+_PALETTE = ("black", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:blue",
+            "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+
+
+def method_colors(methods: list[str]) -> dict[str, str]:
+    """A fixed colour per method: the baseline black, the paper's methods always the same colour."""
+    extra = iter(_PALETTE[len(METHOD_ORDER):] * (1 + len(methods)))
+    return {m: _PALETTE[METHOD_ORDER.index(m)] if m in METHOD_ORDER else next(extra) for m in methods}
+
+
+def _label(dataset: str) -> str:
+    return DATASET_LABELS.get(dataset, dataset)
+
+
+def fig2(cells: list[Cell], paper: bool = False) -> Figure:
+    datasets, colors = datasets_of(cells), method_colors(methods_of(cells))
+    reference = paper_curves() if paper else {}
+    fig = Figure(figsize=(12, 1.2 + 3 * len(datasets)), layout="constrained")
+    axes = fig.subplots(len(datasets), len(METRICS), squeeze=False)
+    for row, dataset in enumerate(datasets):
+        for col, metric in enumerate(METRICS):
+            ax = axes[row, col]
+            for cell in (c for c in cells if c.dataset == dataset):
+                steps, mean, se = cell.curves["step"], cell.curves[metric], cell.curves[f"{metric}_se"]
+                color = colors[cell.method]
+                ax.plot(steps, mean, color=color, marker="o", markersize=3, label=cell.method)
+                if np.isfinite(se).any():
+                    ax.fill_between(steps, mean - se, mean + se, color=color, alpha=0.2, linewidth=0)
+                curve = reference.get((dataset, cell.method, metric))
+                if curve is not None:
+                    ax.plot(np.arange(1, len(curve) + 1), curve, color=color, linestyle="--",
+                            label=f"{cell.method} (paper)")
+            ax.set_title(f"{_label(dataset)}: {METRIC_LABELS[metric]}")
+            ax.set_xticks(range(1, 11))
+            ax.grid(alpha=0.3)
+            if row == len(datasets) - 1:
+                ax.set_xlabel("predicted step")
+    handles = {}
+    for ax in axes.flat:
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(text, handle)
+    columns = min(len(handles), 7) if not reference else max(1, len(handles) // 2 + len(handles) % 2)
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=min(columns, 7))
+    return fig
+
+
+def cost_scatter(cells: list[Cell]) -> Figure | None:
+    """PSNR against predict FLOPs and peak memory; None when no result carries costs."""
+    axes_spec = (("flops_predict", 1e9, "GFLOPs of predict(10 → 10)"),
+                 ("peak_memory_predict_bytes", 2**20, "peak memory of predict (MiB)"))
+    if not any(math.isfinite(c.cost(key)) for c in cells for key, *_ in axes_spec):
+        return None
+    datasets, colors = datasets_of(cells), method_colors(methods_of(cells))
+    fig = Figure(figsize=(4.5 * len(datasets), 7.5), layout="constrained")
+    axes = fig.subplots(len(axes_spec), len(datasets), squeeze=False)
+    for col, dataset in enumerate(datasets):
+        for row, (key, scale, title) in enumerate(axes_spec):
+            ax = axes[row, col]
+            points = [(c, c.cost(key) / scale) for c in cells if c.dataset == dataset and math.isfinite(c.cost(key))]
+            for cell, x in points:
+                se = cell.se("psnr")
+                ax.errorbar(x, cell.mean("psnr"), yerr=None if math.isnan(se) else se, fmt="o",
+                            color=colors[cell.method], label=cell.method, capsize=3)
+                ax.annotate(cell.method, (x, cell.mean("psnr")), textcoords="offset points", xytext=(5, 4),
+                            fontsize=8)
+            positive = [x for _, x in points if x > 0]
+            if positive and max(positive) / min(positive) > 100:
+                ax.set_xscale("symlog", linthresh=min(positive))
+            ax.set_title(f"{_label(dataset)}: PSNR vs {'FLOPs' if row == 0 else 'memory'}")
+            ax.set_xlabel(title)
+            ax.set_ylabel("PSNR (dB, 10-step mean)")
+            ax.grid(alpha=0.3)
+    return fig
+
+
+def _rgb(frames: np.ndarray) -> np.ndarray:
+    """uint8 ``(T, C, H, W)`` with C = 1 or 3 -> ``(T, H, W, 3)``."""
+    if frames.ndim != 4 or frames.shape[1] not in (1, 3):
+        raise BenchError(f"qualitative examples must be (T, C, H, W) with 1 or 3 channels, got {frames.shape}")
+    return np.repeat(frames, 3, axis=1).transpose(0, 2, 3, 1) if frames.shape[1] == 1 else frames.transpose(0, 2, 3, 1)
+
+
+def strip_canvas(context: np.ndarray, target: np.ndarray, predictions: list[np.ndarray],
+                 border: int = 2, gap: int = 2) -> np.ndarray:
+    """One image ``(rows * (H + 2b + g) - g, cols * (W + 2b + g) - g, 3)`` uint8 on white.
+
+    Row 0: the last :data:`CONTEXT_SHOWN` context frames then the targets; row ``1 + i``: blank under
+    the context, then ``predictions[i]``'s frames, each inside a yellow ``border``.
+    """
+    shown = _rgb(context[-CONTEXT_SHOWN:])
+    targets = _rgb(target)
+    height, width = targets.shape[1:3]
+    cell_h, cell_w = height + 2 * border + gap, width + 2 * border + gap
+    rows, cols = 1 + len(predictions), len(shown) + len(targets)
+    canvas = np.full((rows * cell_h - gap, cols * cell_w - gap, 3), WHITE, dtype=np.uint8)
+
+    def put(row: int, col: int, frame: np.ndarray, framed: bool) -> None:
+        top, left = row * cell_h, col * cell_w
+        if framed:
+            canvas[top:top + height + 2 * border, left:left + width + 2 * border] = YELLOW
+        canvas[top + border:top + border + height, left + border:left + border + width] = frame
+
+    for col, frame in enumerate(np.concatenate([shown, targets])):
+        put(0, col, frame, framed=False)
+    for row, predicted in enumerate(predictions, start=1):
+        frames = _rgb(predicted)
+        if frames.shape != targets.shape:
+            raise BenchError(f"predictions of shape {predicted.shape} do not match the targets {target.shape}")
+        for step, frame in enumerate(frames):
+            put(row, len(shown) + step, frame, framed=True)
+    return canvas
+
+
+def qualitative_strip(dataset: str, index: int, context: np.ndarray, target: np.ndarray,
+                      predictions: dict[str, np.ndarray]) -> Figure:
+    """The strip of test sequence ``index`` with one row per method of ``predictions``."""
+    canvas = strip_canvas(context, target, list(predictions.values()))
+    rows, cols = 1 + len(predictions), min(CONTEXT_SHOWN, len(context)) + len(target)
+    fig = Figure(figsize=(0.75 * cols + 1.5, 0.75 * rows + 0.6), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(canvas, interpolation="nearest")
+    cell_h, cell_w = (canvas.shape[0] + 2) / rows, (canvas.shape[1] + 2) / cols
+    ax.set_yticks([(r + 0.5) * cell_h for r in range(rows)], ["ground truth", *predictions])
+    first = len(context) - min(CONTEXT_SHOWN, len(context)) + 1
+    ax.set_xticks([(c + 0.5) * cell_w for c in range(cols)], [str(first + c) for c in range(cols)], fontsize=7)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(f"{_label(dataset)}, test sequence {index}: context, targets, predictions (yellow)", fontsize=9)
+    return fig
+
+
+def example_strips(cells: list[Cell], dataset: str, count: int) -> list[tuple[int, Figure]]:
+    """Strips for up to ``count`` test sequences whose examples every method of ``dataset`` saved."""
+    group = [c for c in cells if c.dataset == dataset and "examples_index" in c.arrays]
+    if not group:
+        return []
+    common = set(group[0].arrays["examples_index"].tolist())
+    for cell in group[1:]:
+        common &= set(cell.arrays["examples_index"].tolist())
+    chosen = [i for i in group[0].arrays["examples_index"].tolist() if i in common][:count]
+    strips = []
+    for index in chosen:
+        predictions = {}
+        for cell in group:
+            position = cell.arrays["examples_index"].tolist().index(index)
+            predictions[cell.method] = cell.arrays["examples_pred"][position]
+        position = group[0].arrays["examples_index"].tolist().index(index)
+        first = group[0].arrays
+        strips.append((index, qualitative_strip(
+            dataset, index, first["examples_context"][position], first["examples_target"][position], predictions)))
+    return strips
+
+
+def save(fig: Figure, *paths: Path) -> list[Path]:
+    """Write ``fig`` to each path (format from the suffix) through a temporary file; the paths."""
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+        fig.savefig(temp, dpi=150)
+        temp.replace(path)
+    return list(paths)

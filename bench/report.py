@@ -1,0 +1,464 @@
+"""Table 2 of the fRNN paper from the files under ``results/``, with standard errors, significance and costs.
+
+Reads ``results/<dataset>/<method>.csv`` (per-step means and standard errors), ``.npz`` (per-sequence x
+step arrays, for standard errors of the 10-step means and for the paired tests) and ``.json`` (metadata,
+``costs``). Writes ``table2.csv``, ``table2.md``, ``table2.tex``, ``significance.csv`` and, through
+:mod:`bench.figures`, Fig. 2, the cost-versus-quality scatter and the qualitative strips.
+
+* **10-step value**: the mean of the 10 per-step means (as the fRNN evaluation does); its standard error
+  is that of the per-sequence 10-step means (infinite PSNRs dropped), so correlation across steps counts.
+* **Significance**: per dataset and metric, a Wilcoxon signed-rank test over test sequences of the
+  per-sequence 10-step values, between the best method and each other one, Holm-corrected within the
+  (dataset, metric) family. A dagger marks a method not significantly different from the best
+  (corrected p >= :data:`ALPHA`). The test needs both methods' ``.npz`` with the same number of sequences.
+* **--paper**: the paper's Table 2 (shipped as ``bench/reference/table2_paper.csv``) as an extra row
+  under each method it reports. The paper calls PredNet "lotter" (:data:`PAPER_ALIASES`).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BenchError
+from .metrics import finite_mean
+
+METRICS = ("mse", "psnr", "dssim")
+LOWER_IS_BETTER = {"mse": True, "psnr": False, "dssim": True}
+METRIC_LABELS = {"mse": "MSE", "psnr": "PSNR", "dssim": "DSSIM"}
+DECIMALS = {"mse": 5, "psnr": 3, "dssim": 5}
+CSV_COLUMNS = ("step", "mse", "mse_se", "psnr", "psnr_se", "dssim", "dssim_se", "n")
+DATASET_ORDER = ("mmnist", "kth", "ucf101")
+DATASET_LABELS = {"mmnist": "Moving MNIST", "kth": "KTH", "ucf101": "UCF101"}
+METHOD_ORDER = ("baseline", "rladder", "prednet", "srivastava", "mathieu", "villegas", "frnn")
+PAPER_ALIASES = {"lotter": "prednet"}
+COSTS = (  # key in the metadata's "costs", column title, scale, decimals
+    ("params", "Params (M)", 1e6, 2),
+    ("flops_predict", "GFLOPs", 1e9, 2),
+    ("peak_memory_predict_bytes", "Peak MiB", 2**20, 1),
+)
+ALPHA = 0.05
+SKIPPED_DIRS = ("reference", "report")
+
+
+@dataclass
+class Cell:
+    """The result of one (dataset, method): per-step curves, metadata and, lazily, the ``.npz`` arrays."""
+
+    dataset: str
+    method: str
+    curves: dict[str, np.ndarray]
+    meta: dict = field(default_factory=dict)
+    npz_path: Path | None = None
+
+    @cached_property
+    def arrays(self) -> dict[str, np.ndarray]:
+        if self.npz_path is None:
+            return {}
+        try:
+            with np.load(self.npz_path, allow_pickle=False) as npz:
+                return {key: npz[key] for key in npz.files}
+        except (OSError, ValueError) as error:
+            raise BenchError(f"cannot read {self.npz_path}: {error}") from None
+
+    def mean(self, metric: str) -> float:
+        """The 10-step value: the mean of the per-step means."""
+        return float(np.mean(self.curves[metric]))
+
+    def sequence_means(self, metric: str) -> np.ndarray | None:
+        """Per-sequence means over the steps (infinite entries dropped), or None without the ``.npz``."""
+        values = self.arrays.get(metric)
+        if values is None:
+            return None
+        values = np.where(np.isfinite(values), values, np.nan)
+        counts = np.isfinite(values).sum(axis=1)
+        return np.where(counts > 0, np.nansum(values, axis=1) / np.maximum(counts, 1), np.nan)
+
+    def se(self, metric: str) -> float:
+        """Standard error of the 10-step value over test sequences (NaN without the ``.npz``)."""
+        means = self.sequence_means(metric)
+        return math.nan if means is None else float(finite_mean(means)[1])
+
+    @property
+    def preset(self) -> str:
+        return str(self.meta.get("preset", ""))
+
+    def cost(self, key: str) -> float:
+        value = (self.meta.get("costs") or {}).get(key)
+        return math.nan if value is None else float(value)
+
+
+def read_curves(path: Path) -> dict[str, np.ndarray]:
+    """A per-step results CSV as arrays keyed by column; a clear error when it is malformed."""
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as error:
+        raise BenchError(f"cannot read {path}: {error.strerror}") from None
+    if not rows or set(CSV_COLUMNS) - set(rows[0]):
+        raise BenchError(f"{path} is not a per-step results file: it needs the columns {', '.join(CSV_COLUMNS)}")
+    try:
+        curves = {key: np.array([float(row[key]) for row in rows]) for key in CSV_COLUMNS}
+    except (TypeError, ValueError):
+        raise BenchError(f"{path} has a value that is not a number") from None
+    if not np.array_equal(curves["step"], np.arange(1, len(rows) + 1)):
+        raise BenchError(f"{path}: the steps must run 1, 2, ... {len(rows)} in order")
+    return curves
+
+
+def load_results(results_dir: str | Path, exclude: tuple[Path, ...] = ()) -> list[Cell]:
+    """Every ``<dataset>/<method>.csv`` under ``results_dir`` (not ``reference/``, ``report/`` or ``exclude``)."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise BenchError(f"results directory {root} does not exist; run `bench run` first or pass --results-dir")
+    skipped = {(root / name).resolve() for name in SKIPPED_DIRS} | {Path(p).resolve() for p in exclude}
+    cells = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.resolve() not in skipped):
+        for path in sorted(folder.glob("*.csv")):
+            meta_path, npz_path = path.with_suffix(".json"), path.with_suffix(".npz")
+            meta = {}
+            if meta_path.exists():
+                try:
+                    meta = json.loads(meta_path.read_text())
+                except (OSError, ValueError) as error:
+                    raise BenchError(f"cannot read {meta_path}: {error}") from None
+            cells.append(Cell(folder.name, path.stem, read_curves(path), meta, npz_path if npz_path.exists() else None))
+    if not cells:
+        raise BenchError(f"no results under {root}: expected <dataset>/<method>.csv files written by `bench run`")
+    return sorted(cells, key=lambda c: (order_key(c.dataset, DATASET_ORDER), order_key(c.method, METHOD_ORDER)))
+
+
+def order_key(name: str, order: tuple[str, ...]) -> tuple[int, str]:
+    """Known names in the paper's order first, then the others alphabetically."""
+    return (order.index(name) if name in order else len(order), name)
+
+
+def datasets_of(cells: list[Cell]) -> list[str]:
+    return list(dict.fromkeys(c.dataset for c in cells))
+
+
+def methods_of(cells: list[Cell]) -> list[str]:
+    return sorted({c.method for c in cells}, key=lambda m: order_key(m, METHOD_ORDER))
+
+
+def paper_table() -> dict[tuple[str, str], dict[str, float]]:
+    """The paper's Table 2: (dataset, method) -> {metric: value}, methods under the harness's names."""
+    text = resources.files("bench").joinpath("reference/table2_paper.csv").read_text()
+    return {
+        (row["dataset"], PAPER_ALIASES.get(row["method"], row["method"])): {m: float(row[m]) for m in METRICS}
+        for row in csv.DictReader(io.StringIO(text))
+    }
+
+
+def paper_curves() -> dict[tuple[str, str, str], np.ndarray]:
+    """The paper's Fig. 2 curves: (dataset, method, metric) -> values at steps 1..10."""
+    text = resources.files("bench").joinpath("reference/fig2_curves.csv").read_text()
+    points: dict[tuple[str, str, str], dict[int, float]] = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        key = (row["dataset"], PAPER_ALIASES.get(row["method"], row["method"]), row["metric"])
+        points.setdefault(key, {})[int(row["step"])] = float(row["value"])
+    return {key: np.array([steps[s] for s in sorted(steps)]) for key, steps in points.items()}
+
+
+# --- significance -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Comparison:
+    """One paired test: ``method`` against the best method of (dataset, metric)."""
+
+    dataset: str
+    metric: str
+    best: str
+    method: str
+    n: int
+    p: float
+    p_holm: float = math.nan
+
+    @property
+    def significant(self) -> bool:
+        return self.p_holm < ALPHA
+
+
+def best_method(cells: list[Cell], metric: str) -> Cell:
+    """The cell with the best 10-step value of ``metric`` (ties: the paper's method order)."""
+    sign = 1 if LOWER_IS_BETTER[metric] else -1
+    return min(cells, key=lambda c: (sign * c.mean(metric), order_key(c.method, METHOD_ORDER)))
+
+
+def paired_p(best: np.ndarray | None, other: np.ndarray | None) -> tuple[int, float]:
+    """(pairs used, two-sided Wilcoxon signed-rank p); NaN when the arrays are missing or unpaired."""
+    from scipy.stats import wilcoxon
+
+    if best is None or other is None or best.shape != other.shape:
+        return 0, math.nan
+    keep = np.isfinite(best) & np.isfinite(other)
+    diff = best[keep] - other[keep]
+    if diff.size < 2:
+        return int(diff.size), math.nan
+    if not np.any(diff):
+        return int(diff.size), 1.0
+    return int(diff.size), float(wilcoxon(diff[diff != 0]).pvalue)
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (NaNs stay NaN and do not count)."""
+    order = sorted((p, i) for i, p in enumerate(pvalues) if not math.isnan(p))
+    adjusted, running = [math.nan] * len(pvalues), 0.0
+    for rank, (p, i) in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def significance(cells: list[Cell]) -> list[Comparison]:
+    """Paired tests of the best method against each other one, per dataset and metric."""
+    results = []
+    for dataset in datasets_of(cells):
+        group = [c for c in cells if c.dataset == dataset]
+        for metric in METRICS:
+            best = best_method(group, metric)
+            family = []
+            for other in group:
+                if other is best:
+                    continue
+                n, p = paired_p(best.sequence_means(metric), other.sequence_means(metric))
+                family.append(Comparison(dataset, metric, best.method, other.method, n, p))
+            for comparison, adjusted in zip(family, holm([c.p for c in family])):
+                comparison.p_holm = adjusted
+            results.extend(family)
+    return results
+
+
+# --- tables -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """One table cell: value, standard error, best flag and significance marker."""
+
+    value: float
+    se: float = math.nan
+    best: bool = False
+    tied: bool = False  # not significantly different from the best
+
+
+@dataclass
+class Row:
+    method: str
+    source: str  # "ours" or "paper"
+    preset: str
+    entries: dict[tuple[str, str], Entry]  # (dataset, metric) -> Entry
+    costs: dict[tuple[str, str], float]  # (dataset, cost key) -> value
+    p: dict[tuple[str, str], float] = field(default_factory=dict)
+
+
+def table_rows(cells: list[Cell], comparisons: list[Comparison], paper: bool = False) -> list[Row]:
+    """Rows of Table 2: one per method (and one per paper row under it with ``paper``)."""
+    by_key = {(c.dataset, c.method): c for c in cells}
+    tests = {(c.dataset, c.metric, c.method): c for c in comparisons}
+    datasets = datasets_of(cells)
+    best = {(d, m): best_method([c for c in cells if c.dataset == d], m).method for d in datasets for m in METRICS}
+    reference = paper_table() if paper else {}
+    rows = []
+    for method in methods_of(cells):
+        mine = [by_key[d, method] for d in datasets if (d, method) in by_key]
+        entries, p = {}, {}
+        for cell in mine:
+            for metric in METRICS:
+                test = tests.get((cell.dataset, metric, method))
+                tied = test is not None and not math.isnan(test.p_holm) and not test.significant
+                entries[cell.dataset, metric] = Entry(
+                    cell.mean(metric), cell.se(metric), best[cell.dataset, metric] == method, tied
+                )
+                p[cell.dataset, metric] = test.p_holm if test else math.nan
+        costs = {(c.dataset, key): c.cost(key) for c in mine for key, *_ in COSTS}
+        presets = "/".join(dict.fromkeys(c.preset for c in mine if c.preset))
+        rows.append(Row(method, "ours", presets, entries, costs, p))
+        published = {
+            (d, metric): Entry(reference[d, method][metric])
+            for d in datasets if (d, method) in reference for metric in METRICS
+        }
+        if published:
+            rows.append(Row(method, "paper", "", published, {}))
+    return rows
+
+
+def table_csv(rows: list[Row], datasets: list[str]) -> str:
+    """Machine-readable Table 2: per dataset, each metric's value, SE and Holm-corrected p, then costs."""
+    header = ["method", "source", "preset"]
+    for d in datasets:
+        header += [f"{d}_{m}{suffix}" for m in METRICS for suffix in ("", "_se", "_p")]
+        header += [f"{d}_{key}" for key, *_ in COSTS]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        line = [row.method, row.source, row.preset]
+        for d in datasets:
+            for m in METRICS:
+                entry = row.entries.get((d, m))
+                line += [_num(entry.value if entry else math.nan), _num(entry.se if entry else math.nan),
+                         _num(row.p.get((d, m), math.nan))]
+            line += [_num(row.costs.get((d, key), math.nan)) for key, *_ in COSTS]
+        writer.writerow(line)
+    return out.getvalue()
+
+
+def _num(value: float) -> str:
+    return "" if math.isnan(value) else repr(float(value))
+
+
+def _value(entry: Entry | None, metric: str) -> tuple[str, str]:
+    """(value, "± se") as text; dashes when absent."""
+    if entry is None or math.isnan(entry.value):
+        return "–", ""
+    text = f"{entry.value:.{DECIMALS[metric]}f}"
+    return text, "" if math.isnan(entry.se) else f"{entry.se:.{DECIMALS[metric]}f}"
+
+
+def _cost(value: float | None, scale: float, decimals: int) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value / scale:.{decimals}f}"
+
+
+def _label(row: Row) -> str:
+    if row.source == "paper":
+        return f"{row.method} (paper)"
+    return f"{row.method} [{row.preset}]" if row.preset else row.method
+
+
+NOTES = (
+    "10-step means ± standard error over test sequences; best per column in bold; "
+    "† = not significantly different from the best (two-sided Wilcoxon signed-rank test over test "
+    f"sequences, Holm-corrected, p ≥ {ALPHA}). Costs: parameters, FLOPs of one predict(10 → 10) "
+    "for one sequence, peak memory of predict."
+)
+
+
+def table_markdown(rows: list[Row], datasets: list[str]) -> str:
+    columns = [c for d in datasets for c in (
+        [f"{DATASET_LABELS.get(d, d)} {METRIC_LABELS[m]}" for m in METRICS]
+        + [f"{DATASET_LABELS.get(d, d)} {title}" for _, title, *_ in COSTS]
+    )]
+    lines = ["| Method | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for row in rows:
+        cells = []
+        for d in datasets:
+            for m in METRICS:
+                entry = row.entries.get((d, m))
+                value, se = _value(entry, m)
+                if entry is not None and entry.best and row.source == "ours":
+                    value = f"**{value}**"
+                if row.source == "paper" and entry is not None:
+                    value = f"*{value}*"
+                cells.append(value + (f" ± {se}" if se else "") + ("†" if entry is not None and entry.tied else ""))
+            cells += [_cost(row.costs.get((d, key)), scale, dec) if row.source == "ours" else ""
+                      for key, _, scale, dec in COSTS]
+        lines.append(f"| {_label(row)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n" + NOTES + "\n"
+
+
+def _tex(text: str) -> str:
+    return text.replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("&", "\\&").replace("%", "\\%")
+
+
+def table_latex(rows: list[Row], datasets: list[str]) -> str:
+    """A booktabs table (needs ``booktabs`` and ``graphicx``)."""
+    width = len(METRICS) + len(COSTS)
+    spec = "l" + ("c" * width) * len(datasets)
+    groups = " & ".join(f"\\multicolumn{{{width}}}{{c}}{{{_tex(DATASET_LABELS.get(d, d))}}}" for d in datasets)
+    rules = " ".join(f"\\cmidrule(lr){{{2 + i * width}-{1 + (i + 1) * width}}}" for i in range(len(datasets)))
+    names = [METRIC_LABELS[m] for m in METRICS] + [_tex(title) for _, title, *_ in COSTS]
+    lines = [
+        "% Table 2 (vpbench); needs \\usepackage{booktabs,graphicx}",
+        "\\begin{table*}", "\\centering", "\\resizebox{\\textwidth}{!}{%", f"\\begin{{tabular}}{{{spec}}}",
+        "\\toprule", f"Method & {groups} \\\\", rules, "& " + " & ".join(names * len(datasets)) + " \\\\", "\\midrule",
+    ]
+    for row in rows:
+        cells = []
+        for d in datasets:
+            for m in METRICS:
+                entry = row.entries.get((d, m))
+                value, se = _value(entry, m)
+                value = value.replace("–", "--")
+                if entry is not None and entry.best and row.source == "ours":
+                    value = f"\\textbf{{{value}}}"
+                if row.source == "paper" and entry is not None:
+                    value = f"\\textit{{{value}}}"
+                if se:
+                    value += f"{{\\scriptsize$\\pm${se}}}"
+                if entry is not None and entry.tied:
+                    value += "$^\\dagger$"
+                cells.append(value)
+            cells += [_cost(row.costs.get((d, key)), scale, dec).replace("–", "--") if row.source == "ours" else ""
+                      for key, _, scale, dec in COSTS]
+        lines.append(f"{_tex(_label(row))} & " + " & ".join(cells) + " \\\\")
+    notes = _tex(NOTES).replace("±", "$\\pm$").replace("†", "$^\\dagger$").replace("≥", "$\\geq$")
+    notes = notes.replace("→", "$\\to$")
+    lines += ["\\bottomrule", "\\end{tabular}}", f"\\caption{{{notes}}}", "\\end{table*}"]
+    return "\n".join(lines) + "\n"
+
+
+def significance_csv(comparisons: list[Comparison]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["dataset", "metric", "best", "method", "n", "p", "p_holm", "significant"])
+    for c in comparisons:
+        significant = "" if math.isnan(c.p_holm) else str(c.significant).lower()
+        writer.writerow([c.dataset, c.metric, c.best, c.method, c.n, _num(c.p), _num(c.p_holm), significant])
+    return out.getvalue()
+
+
+# --- the whole report --------------------------------------------------------------------------------
+
+
+def write_report(results_dir: str | Path, out_dir: str | Path | None = None, paper: bool = False,
+                 examples: int = 3, progress: bool = True) -> list[Path]:
+    """Tables, significance, Fig. 2, the cost scatter and ``examples`` strips per dataset; the paths written."""
+    from tqdm import tqdm
+
+    from . import figures
+
+    root = Path(results_dir)
+    out = Path(out_dir) if out_dir is not None else root / "report"
+    cells = load_results(root, exclude=(out,))
+    datasets = datasets_of(cells)
+    comparisons = significance(cells)
+    rows = table_rows(cells, comparisons, paper)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def text(name: str, content: str) -> None:
+        written.append(out / name)
+        _atomic_write(out / name, content)
+
+    with tqdm(total=3 + len(datasets), desc="report", unit="part", disable=not progress) as bar:
+        text("table2.csv", table_csv(rows, datasets))
+        text("table2.md", table_markdown(rows, datasets))
+        text("table2.tex", table_latex(rows, datasets))
+        text("significance.csv", significance_csv(comparisons))
+        bar.update()
+        written += figures.save(figures.fig2(cells, paper), out / "fig2.png", out / "fig2.pdf")
+        bar.update()
+        scatter = figures.cost_scatter(cells)
+        if scatter is not None:
+            written += figures.save(scatter, out / "cost_quality.png", out / "cost_quality.pdf")
+        bar.update()
+        for dataset in datasets:
+            for index, fig in figures.example_strips(cells, dataset, examples):
+                written += figures.save(fig, out / "strips" / f"{dataset}_{index}.png")
+            bar.update()
+    return written
+
+
+def _atomic_write(path: Path, content: str) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(content)
+    temp.replace(path)

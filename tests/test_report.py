@@ -1,0 +1,226 @@
+"""`bench report`: loading results, 10-step means and SEs, significance, tables, figures, the command."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from matplotlib.collections import PolyCollection
+from matplotlib.colors import to_rgba
+
+from bench import figures
+from bench.cli import main
+from bench.errors import BenchError
+from bench.report import (
+    Cell, datasets_of, holm, load_results, methods_of, paired_p, paper_curves, paper_table, significance,
+    table_csv, table_latex, table_markdown, table_rows,
+)
+from synthetic_results import per_sequence, write_cell, write_grid
+
+
+@pytest.fixture
+def two_methods(tmp_path):
+    """mmnist: baseline, a good method, and its twin (the same up to symmetric noise)."""
+    good = per_sequence(2.0, n=60, seed=1)
+    noise = np.random.default_rng(5).normal(0, 1e-4, size=good["mse"].shape)
+    twin = {"mse": good["mse"] + noise, "dssim": good["dssim"] - noise}
+    twin["psnr"] = 10 * np.log10(1 / twin["mse"])
+    write_cell(tmp_path, "mmnist", "baseline", per_sequence(1.0, n=60, seed=2), {"params": 0, "flops_predict": 0})
+    write_cell(tmp_path, "mmnist", "frnn", good, {"params": 123456, "flops_predict": 4.5e9})
+    write_cell(tmp_path, "mmnist", "twin", twin)
+    return tmp_path
+
+
+def test_load_results_orders_by_paper_and_skips_reference_and_report(tmp_path):
+    write_grid(tmp_path, datasets=("ucf101", "mmnist"), methods=("frnn", "zeta", "baseline"))
+    (tmp_path / "reference" / "mmnist").mkdir(parents=True)
+    (tmp_path / "reference" / "mmnist" / "frnn.csv").write_text("not,a,result\n")
+    (tmp_path / "report").mkdir()
+    cells = load_results(tmp_path)
+    assert [(c.dataset, c.method) for c in cells] == [
+        ("mmnist", "baseline"), ("mmnist", "frnn"), ("mmnist", "zeta"),
+        ("ucf101", "baseline"), ("ucf101", "frnn"), ("ucf101", "zeta"),
+    ]
+    assert datasets_of(cells) == ["mmnist", "ucf101"] and methods_of(cells) == ["baseline", "frnn", "zeta"]
+
+
+def test_ten_step_mean_and_its_standard_error(tmp_path):
+    arrays = per_sequence(1.5, n=30, seed=3)
+    arrays["psnr"][4, 2] = math.inf  # a perfect frame: dropped, not averaged
+    write_cell(tmp_path, "kth", "frnn", arrays)
+    (cell,) = load_results(tmp_path)
+    assert cell.mean("mse") == pytest.approx(arrays["mse"].mean())  # equal n per step: mean of step means
+    per_seq = arrays["mse"].mean(axis=1)
+    assert cell.se("mse") == pytest.approx(per_seq.std(ddof=1) / math.sqrt(30))
+    psnr = np.where(np.isinf(arrays["psnr"]), np.nan, arrays["psnr"])
+    assert cell.sequence_means("psnr")[4] == pytest.approx(np.nanmean(psnr[4]))
+    assert math.isfinite(cell.mean("psnr")) and math.isfinite(cell.se("psnr"))
+
+
+def test_wilcoxon_and_holm_by_hand():
+    best = np.linspace(0.01, 0.02, 40)
+    n, p = paired_p(best, best + np.linspace(1e-3, 2e-3, 40))  # all 40 differences negative, no ties
+    assert n == 40 and p == pytest.approx(2 * 0.5**40)  # the exact two-sided p: 2 / 2**40
+    assert paired_p(best, best.copy()) == (40, 1.0)
+    assert math.isnan(paired_p(best, best[:30])[1]) and math.isnan(paired_p(best, None)[1])
+    adjusted = holm([0.01, 0.04, math.nan, 0.03])
+    assert adjusted[:2] == pytest.approx([0.03, 0.06]) and math.isnan(adjusted[2]) and adjusted[3] == pytest.approx(0.06)
+
+
+def test_significance_separates_a_twin_from_a_worse_method(two_methods):
+    tests = {(c.metric, c.method): c for c in significance(load_results(two_methods))}
+    assert {c.best for c in tests.values()} <= {"frnn", "twin"}
+    assert tests["mse", "baseline"].significant and tests["mse", "baseline"].n == 60
+    twin_or_frnn = tests.get(("mse", "twin")) or tests[("mse", "frnn")]
+    assert not twin_or_frnn.significant and twin_or_frnn.p_holm > 0.05
+
+
+def test_markdown_bolds_the_best_daggers_the_tie_and_shows_costs(two_methods):
+    cells = load_results(two_methods)
+    rows = table_rows(cells, significance(cells))
+    text = table_markdown(rows, ["mmnist"])
+    lines = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
+    best = min(cells, key=lambda c: c.mean("mse"))
+    other = "twin" if best.method == "frnn" else "frnn"
+    assert f"**{best.mean('mse'):.5f}** ± {best.se('mse'):.5f}" in lines[f"{best.method} [tiny]"]
+    assert "†" in lines[f"{other} [tiny]"].split(" | ")[1] and "†" not in lines["baseline [tiny]"]
+    assert "| 0.12 | 4.50 | – |" in lines["frnn [tiny]"]  # params (M), GFLOPs, no peak memory
+    assert lines["Method"].count("|") == lines["baseline [tiny]"].count("|") == 8
+
+
+def test_paper_rows_use_the_harness_names():
+    table = paper_table()
+    assert table["mmnist", "frnn"] == {"mse": 0.00947, "psnr": 21.386, "dssim": 0.04376}
+    assert table["kth", "prednet"]["mse"] == 0.00309  # "lotter" in the paper
+    curves = paper_curves()
+    assert curves["mmnist", "baseline", "mse"][0] == 0.04923 and len(curves["ucf101", "frnn", "dssim"]) == 10
+
+
+def test_csv_and_latex_with_the_paper_overlay(tmp_path):
+    write_grid(tmp_path, datasets=("mmnist", "kth"), methods=("baseline", "prednet", "frnn"))
+    cells = load_results(tmp_path)
+    rows = table_rows(cells, significance(cells), paper=True)
+    assert [(r.method, r.source) for r in rows] == [
+        ("baseline", "ours"), ("baseline", "paper"), ("prednet", "ours"), ("prednet", "paper"),
+        ("frnn", "ours"), ("frnn", "paper"),
+    ]
+    lines = table_csv(rows, ["mmnist", "kth"]).splitlines()
+    header = lines[0].split(",")
+    assert header[:6] == ["method", "source", "preset", "mmnist_mse", "mmnist_mse_se", "mmnist_mse_p"]
+    assert len(header) == 3 + 2 * (9 + 3)
+    paper_prednet = dict(zip(header, lines[4].split(",")))
+    assert paper_prednet["kth_mse"] == "0.00309" and paper_prednet["kth_mse_se"] == ""
+    tex = table_latex(rows, ["mmnist", "kth"])
+    body = [line for line in tex.splitlines() if line.endswith("\\\\") and not line.startswith("Method")]
+    assert {line.count("&") for line in body} == {12}
+    assert "\\textit{0.00947}" in tex and "\\multicolumn{6}{c}{KTH}" in tex and "\\textbf{" in tex
+
+
+def test_fig2_panels_lines_bands_and_legend(tmp_path):
+    write_grid(tmp_path, datasets=("mmnist", "kth"), methods=("baseline", "rladder", "frnn"))
+    cells = load_results(tmp_path)
+    fig = figures.fig2(cells, paper=True)
+    axes = fig.axes
+    assert len(axes) == 6
+    assert [ax.get_title() for ax in axes[:3]] == ["Moving MNIST: MSE", "Moving MNIST: PSNR", "Moving MNIST: DSSIM"]
+    assert axes[3].get_title() == "KTH: MSE" and axes[5].get_xlabel() == "predicted step"
+    lines = {line.get_label(): line for line in axes[0].get_lines()}
+    assert set(lines) == {"baseline", "rladder", "frnn", "baseline (paper)", "rladder (paper)", "frnn (paper)"}
+    assert to_rgba(lines["baseline"].get_color()) == to_rgba("black")
+    assert lines["frnn (paper)"].get_linestyle() == "--" and list(lines["frnn"].get_xdata()) == list(range(1, 11))
+    assert list(lines["frnn (paper)"].get_ydata()) == list(paper_curves()["mmnist", "frnn", "mse"])
+    assert sum(isinstance(c, PolyCollection) for c in axes[0].collections) == 3  # one SE band per method
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "baseline", "baseline (paper)", "rladder", "rladder (paper)", "frnn", "frnn (paper)"]
+    plain = figures.fig2(cells)
+    assert [t.get_text() for t in plain.legends[0].get_texts()] == ["baseline", "rladder", "frnn"]
+
+
+def test_cost_scatter_panels_and_points(tmp_path):
+    write_grid(tmp_path, datasets=("mmnist",), methods=("baseline", "frnn"))
+    cells = load_results(tmp_path)
+    fig = figures.cost_scatter(cells)
+    assert len(fig.axes) == 2
+    assert fig.axes[0].get_xlabel().startswith("GFLOPs") and fig.axes[1].get_xlabel().startswith("peak memory")
+    assert [t.get_text() for t in fig.axes[0].texts] == ["baseline", "frnn"]
+    for cell in cells:
+        cell.meta["costs"] = {}
+    assert figures.cost_scatter(cells) is None
+
+
+def test_strip_canvas_layout_and_yellow_frames():
+    context = np.full((10, 1, 4, 6), 50, np.uint8)
+    context[-1] = 60
+    target = np.full((10, 1, 4, 6), 100, np.uint8)
+    pred = np.full((10, 1, 4, 6), 200, np.uint8)
+    canvas = figures.strip_canvas(context, target, [pred, pred], border=1, gap=2)
+    cell_h, cell_w = 4 + 2 + 2, 6 + 2 + 2
+    assert canvas.shape == (3 * cell_h - 2, 15 * cell_w - 2, 3) and canvas.dtype == np.uint8
+    assert (canvas[1, 4 * cell_w + 1] == 60).all() and (canvas[0, 0] == 255).all()  # last context frame, white edge
+    assert (canvas[1, 5 * cell_w + 1] == 100).all()  # first target
+    top, left = cell_h, 5 * cell_w
+    assert tuple(canvas[top, left]) == figures.YELLOW and tuple(canvas[top + 5, left + 7]) == figures.YELLOW
+    assert (canvas[top + 1:top + 5, left + 1:left + 7] == 200).all()
+    assert (canvas[top:top + 6, :left - 2] == 255).all()  # nothing under the context
+    with pytest.raises(BenchError, match="do not match"):
+        figures.strip_canvas(context, target, [pred[:, :, :3]])
+
+
+def test_example_strips_one_row_per_method(tmp_path):
+    write_grid(tmp_path, datasets=("ucf101",), methods=("baseline", "frnn"))
+    strips = figures.example_strips(load_results(tmp_path), "ucf101", count=1)
+    assert [index for index, _ in strips] == [3]
+    ax = strips[0][1].axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["ground truth", "baseline", "frnn"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(i) for i in range(6, 21)]
+    assert ax.get_images()[0].get_array().shape == (3 * (64 + 6) - 2, 15 * (80 + 6) - 2, 3)
+
+
+def test_report_command_on_one_dataset_and_one_method(tmp_path):
+    write_cell(tmp_path / "results", "kth", "frnn", per_sequence(1.0), npz=False)
+    result = CliRunner().invoke(main, ["report", "--results-dir", str(tmp_path / "results"), "--paper"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "results" / "report"
+    assert {p.name for p in out.iterdir()} == {
+        "table2.csv", "table2.md", "table2.tex", "significance.csv", "fig2.png", "fig2.pdf"}
+    table = (out / "table2.md").read_text()
+    assert "| frnn [tiny] | **" in table and "| frnn (paper) | *0.00175*" in table
+    assert (out / "significance.csv").read_text().splitlines() == ["dataset,metric,best,method,n,p,p_holm,significant"]
+
+
+@pytest.mark.slow  # renders 9 + 6 panels to png and pdf: ~15 s on an idle core
+def test_report_command_on_the_full_grid(tmp_path):
+    write_grid(tmp_path)
+    result = CliRunner().invoke(main, ["report", "--results", str(tmp_path), "--out", str(tmp_path / "out"),
+                                       "--examples", "1"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    assert sorted(p.name for p in (out / "strips").iterdir()) == ["kth_3.png", "mmnist_3.png", "ucf101_3.png"]
+    assert (out / "cost_quality.pdf").stat().st_size > 0 and (out / "fig2.png").stat().st_size > 0
+    assert len((out / "table2.csv").read_text().splitlines()) == 1 + 7
+    assert len((out / "significance.csv").read_text().splitlines()) == 1 + 3 * 3 * 6
+    again = CliRunner().invoke(main, ["report", "--results", str(tmp_path), "--out", str(tmp_path / "out"),
+                                      "--examples", "0"])
+    assert again.exit_code == 0, again.output  # the previous report inside results/ is not read as results
+
+
+def test_clear_errors(tmp_path):
+    result = CliRunner().invoke(main, ["report", "--results-dir", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1 and "does not exist" in result.output
+    (tmp_path / "mmnist").mkdir()
+    (tmp_path / "mmnist" / "frnn.csv").write_text("step,mse\n1,0.1\n")
+    result = CliRunner().invoke(main, ["report", "--results-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "frnn.csv is not a per-step results file" in result.output
+    assert "Traceback" not in result.output
+    with pytest.raises(BenchError, match="no results under"):
+        load_results(tmp_path / "mmnist")
+
+
+def test_cell_without_npz_has_no_se_and_no_test(tmp_path):
+    write_cell(tmp_path, "mmnist", "baseline", per_sequence(1.0), npz=False)
+    write_cell(tmp_path, "mmnist", "frnn", per_sequence(2.0))
+    cells = load_results(tmp_path)
+    assert isinstance(cells[0], Cell) and math.isnan(cells[0].se("mse"))
+    assert all(math.isnan(c.p) for c in significance(cells))
