@@ -1,0 +1,171 @@
+"""Drift check: every (dataset, method, step, metric) of a results directory against a committed reference.
+
+The reference (``results/reference/<dataset>/<method>.csv``) has the per-step results CSV format. A value
+drifts when ``|current - reference| > abs + rel * |reference|`` for its metric's tolerances (``rel``, ``abs``;
+defaults in :data:`DEFAULT_TOLERANCES`, overridable per metric). A changed number of test sequences, a
+result without a reference and a reference without a result are failures too, each named.
+:func:`update_reference` copies the current CSVs into the reference: the deliberate refresh.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BenchError
+from .report import METRICS, SKIPPED_DIRS, read_curves
+
+DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {  # metric -> (relative, absolute)
+    "mse": (0.01, 1e-6),
+    "psnr": (0.0, 0.05),
+    "dssim": (0.01, 1e-5),
+}
+
+
+def parse_tolerance(text: str) -> tuple[str, tuple[float, float]]:
+    """``"mse=0.02,1e-6"`` -> ``("mse", (0.02, 1e-6))``: relative then absolute tolerance."""
+    metric, _, values = text.partition("=")
+    metric = metric.strip().lower()
+    if metric not in METRICS:
+        raise BenchError(f"--tolerance {text!r}: the metric must be one of {', '.join(METRICS)}")
+    try:
+        rel, abs_ = (float(v) for v in values.split(","))
+    except ValueError:
+        raise BenchError(f"--tolerance {text!r}: write METRIC=REL,ABS, e.g. mse=0.01,1e-6") from None
+    if rel < 0 or abs_ < 0 or math.isnan(rel) or math.isnan(abs_):
+        raise BenchError(f"--tolerance {text!r}: tolerances must be non-negative numbers")
+    return metric, (rel, abs_)
+
+
+@dataclass
+class Difference:
+    """One (dataset, method, metric, step) compared with its reference."""
+
+    dataset: str
+    method: str
+    metric: str
+    step: int
+    reference: float
+    current: float
+    allowed: float
+
+    @property
+    def diff(self) -> float:
+        return self.current - self.reference
+
+    @property
+    def ok(self) -> bool:
+        if math.isnan(self.reference) or math.isnan(self.current):
+            return math.isnan(self.reference) and math.isnan(self.current)
+        return abs(self.diff) <= self.allowed
+
+
+@dataclass
+class CheckResult:
+    differences: list[Difference] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # missing references/results, changed shapes
+
+    @property
+    def failures(self) -> list[Difference]:
+        return [d for d in self.differences if not d.ok]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.failures
+
+
+def _cells(root: Path, skip: tuple[Path, ...] = ()) -> dict[tuple[str, str], Path]:
+    """(dataset, method) -> CSV path for every ``root/<dataset>/<method>.csv`` outside the ``skip`` folders."""
+    skipped = {p.resolve() for p in skip}
+    return {
+        (path.parent.name, path.stem): path
+        for path in sorted(root.glob("*/*.csv"))
+        if path.parent.resolve() not in skipped
+    }
+
+
+def _result_cells(results_dir: Path, reference_dir: Path) -> dict[tuple[str, str], Path]:
+    return _cells(results_dir, (reference_dir, *(results_dir / name for name in SKIPPED_DIRS)))
+
+
+def compare(results_dir: str | Path, reference_dir: str | Path,
+            tolerances: dict[str, tuple[float, float]] | None = None) -> CheckResult:
+    """Compare every cell of ``results_dir`` with ``reference_dir``."""
+    results_dir, reference_dir = Path(results_dir), Path(reference_dir)
+    if not reference_dir.is_dir():
+        raise BenchError(f"reference directory {reference_dir} does not exist; create it with `bench check --update`")
+    tolerances = {**DEFAULT_TOLERANCES, **(tolerances or {})}
+    current, reference = _result_cells(results_dir, reference_dir), _cells(reference_dir)
+    result = CheckResult()
+    for key in sorted(set(current) | set(reference)):
+        name = f"{key[0]}/{key[1]}"
+        if key not in reference:
+            result.problems.append(f"missing reference for {name}: no {reference_dir / key[0] / (key[1] + '.csv')}")
+            continue
+        if key not in current:
+            result.problems.append(f"missing result for {name}: the reference has it, {results_dir} does not")
+            continue
+        now, ref = read_curves(current[key]), read_curves(reference[key])
+        if len(now["step"]) != len(ref["step"]):
+            result.problems.append(f"{name}: {len(now['step'])} steps, the reference has {len(ref['step'])}")
+            continue
+        if not np.array_equal(now["n"], ref["n"]):
+            result.problems.append(
+                f"{name}: scored on {int(now['n'].max())} test sequences, the reference on {int(ref['n'].max())}"
+            )
+        for metric in METRICS:
+            rel, abs_ = tolerances[metric]
+            for step, (r, c) in enumerate(zip(ref[metric], now[metric]), start=1):
+                result.differences.append(Difference(*key, metric, step, float(r), float(c), abs_ + rel * abs(r)))
+    return result
+
+
+def format_table(result: CheckResult, all_steps: bool = False) -> str:
+    """The differences as a text table: per (dataset, method, metric) its worst step, or every step."""
+    rows = result.differences
+    if not all_steps:
+        worst: dict[tuple[str, str, str], Difference] = {}
+        for d in rows:
+            key = (d.dataset, d.method, d.metric)
+            if key not in worst or _excess(d) > _excess(worst[key]):
+                worst[key] = d
+        rows = list(worst.values())
+    header = ("dataset", "method", "metric", "step", "reference", "current", "diff", "allowed", "status")
+    lines = [header] + [
+        (d.dataset, d.method, d.metric, str(d.step), f"{d.reference:.6g}", f"{d.current:.6g}", f"{d.diff:+.3g}",
+         f"{d.allowed:.3g}", "ok" if d.ok else "DRIFT")
+        for d in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+    return "\n".join(text + [f"! {problem}" for problem in result.problems])
+
+
+def _excess(d: Difference) -> float:
+    """How far past its tolerance a difference is (infinite for a NaN mismatch)."""
+    if not d.ok and (math.isnan(d.reference) or math.isnan(d.current)):
+        return math.inf
+    return 0.0 if math.isnan(d.diff) else abs(d.diff) - d.allowed
+
+
+def update_reference(results_dir: str | Path, reference_dir: str | Path) -> tuple[list[Path], list[Path]]:
+    """Make ``reference_dir`` hold exactly the results CSVs of ``results_dir``: (paths written, paths removed)."""
+    results_dir, reference_dir = Path(results_dir), Path(reference_dir)
+    cells = _result_cells(results_dir, reference_dir)
+    if not cells:
+        raise BenchError(f"no results under {results_dir} to make a reference from")
+    for path in cells.values():
+        read_curves(path)  # refuse to copy a malformed file
+    written = []
+    for (dataset, method), path in cells.items():
+        target = reference_dir / dataset / f"{method}.csv"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        written.append(target)
+    removed = [path for key, path in _cells(reference_dir).items() if key not in cells]
+    for path in removed:
+        path.unlink()
+    return written, removed

@@ -1,0 +1,133 @@
+"""`bench check`: passes on the reference itself, fails on injected drift, names what is missing."""
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bench.check import DEFAULT_TOLERANCES, Difference, compare, format_table, parse_tolerance, update_reference
+from bench.cli import main
+from bench.errors import BenchError
+from bench.report import read_curves
+from synthetic_results import per_sequence, write_cell
+
+COMMITTED = Path(__file__).parents[1] / "results" / "reference"
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    """A results folder with two cells and a reference made from it."""
+    results, reference = tmp_path / "results", tmp_path / "results" / "reference"
+    write_cell(results, "mmnist", "baseline", per_sequence(1.0, n=20), npz=False)
+    write_cell(results, "kth", "frnn", per_sequence(2.0, n=20), npz=False)
+    update_reference(results, reference)
+    return results, reference
+
+
+def edit(path: Path, step: int, column: str, change) -> None:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    rows[step - 1][column] = repr(change(float(rows[step - 1][column])))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def check(*args: str):
+    return CliRunner().invoke(main, ["check", *args])
+
+
+def test_the_reference_passes_against_itself(dirs):
+    results, reference = dirs
+    result = check("--results-dir", str(results), "--reference", str(reference))
+    assert result.exit_code == 0, result.output
+    assert "ok: 60 values within tolerance" in result.output
+    assert result.output.count(" ok\n") == 6  # worst step of 2 cells x 3 metrics
+
+
+def test_injected_drift_fails_and_is_named(dirs):
+    results, reference = dirs
+    edit(results / "kth" / "frnn.csv", 5, "mse", lambda v: v * 1.05)
+    result = check("--results-dir", str(results), "--reference", str(reference))
+    assert result.exit_code == 1
+    drift = [line for line in result.output.splitlines() if line.endswith("DRIFT")]
+    assert len(drift) == 1 and drift[0].split()[:4] == ["kth", "frnn", "mse", "5"]
+    assert "FAILED: 1 values drifted in 1 results" in result.output
+    loose = check("--results-dir", str(results), "--reference", str(reference), "--tolerance", "mse=0.06,0")
+    assert loose.exit_code == 0, loose.output
+
+
+def test_psnr_tolerance_is_absolute_by_default(dirs):
+    results, reference = dirs
+    edit(results / "mmnist" / "baseline.csv", 10, "psnr", lambda v: v + 0.04)
+    assert compare(results, reference).ok
+    edit(results / "mmnist" / "baseline.csv", 10, "psnr", lambda v: v + 0.02)
+    failures = compare(results, reference).failures
+    assert [(d.metric, d.step) for d in failures] == [("psnr", 10)]
+    assert failures[0].diff == pytest.approx(0.06) and failures[0].allowed == DEFAULT_TOLERANCES["psnr"][1]
+
+
+def test_missing_reference_and_missing_result_are_reported(dirs):
+    results, reference = dirs
+    write_cell(results, "ucf101", "frnn", per_sequence(2.0, n=20), npz=False)
+    shutil.rmtree(results / "mmnist")
+    result = check("--results-dir", str(results), "--reference", str(reference))
+    assert result.exit_code == 1
+    assert f"! missing reference for ucf101/frnn: no {reference / 'ucf101' / 'frnn.csv'}" in result.output
+    assert "! missing result for mmnist/baseline" in result.output
+
+
+def test_a_changed_test_set_is_reported(dirs):
+    results, reference = dirs
+    write_cell(results, "kth", "frnn", per_sequence(2.0, n=19), npz=False)
+    problems = compare(results, reference).problems
+    assert problems == ["kth/frnn: scored on 19 test sequences, the reference on 20"]
+
+
+def test_nan_matches_only_nan():
+    assert Difference("d", "m", "psnr", 1, math.nan, math.nan, 0.1).ok
+    assert not Difference("d", "m", "psnr", 1, math.nan, 20.0, 0.1).ok
+    assert not Difference("d", "m", "psnr", 1, 20.0, math.nan, 0.1).ok
+
+
+def test_tolerance_option_parsing():
+    assert parse_tolerance("PSNR=0.001,0.1") == ("psnr", (0.001, 0.1))
+    for bad, message in (("ssim=1,1", "must be one of"), ("mse=0.1", "METRIC=REL,ABS"), ("mse=-1,0", "non-negative")):
+        with pytest.raises(BenchError, match=message):
+            parse_tolerance(bad)
+    result = check("--tolerance", "mse=x,y", "--reference", ".")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+def test_update_replaces_the_reference(dirs):
+    results, reference = dirs
+    edit(results / "kth" / "frnn.csv", 1, "dssim", lambda v: v * 2)
+    shutil.rmtree(results / "mmnist")
+    result = check("--results-dir", str(results), "--reference", str(reference), "--update")
+    assert result.exit_code == 0, result.output
+    assert "now holds 1 results; removed" in result.output and not (reference / "mmnist" / "baseline.csv").exists()
+    assert compare(results, reference).ok
+
+
+def test_all_steps_lists_every_value(dirs):
+    results, reference = dirs
+    assert len(format_table(compare(results, reference), all_steps=True).splitlines()) == 1 + 60
+
+
+def test_missing_reference_folder_is_a_clear_error(tmp_path):
+    result = check("--results-dir", str(tmp_path), "--reference", str(tmp_path / "none"))
+    assert result.exit_code == 1 and "reference directory" in result.output and "does not exist" in result.output
+
+
+def test_the_committed_reference_is_well_formed():
+    files = sorted(COMMITTED.glob("*/*.csv"))
+    if not files:
+        pytest.skip("no committed reference under results/reference yet")
+    for path in files:
+        curves = read_curves(path)
+        assert len(curves["step"]) == 10 and (curves["n"] > 0).all(), path
