@@ -90,9 +90,10 @@ class VideoDataset(Dataset):
         return self.preprocess(video.decode(path))
 
     def prepare(self, videos: Sequence[Video], jobs: int = 1, check_only: bool = False) -> Prepared:
-        """Decode and cache ``videos`` (in parallel with ``jobs`` processes), collecting failures
-        instead of stopping at the first, so everything that can be cached is. ``check_only``
-        decodes uncached videos without storing them (``bench data verify``)."""
+        """Decode and cache ``videos`` with ``jobs`` parallel joblib threads (FFmpeg decoding and PIL
+        resizing release the GIL, and threads start at once where worker processes would first import
+        torch), collecting failures instead of stopping at the first, so everything that can be cached
+        is. ``check_only`` decodes uncached videos without storing them (``bench data verify``)."""
         cache = self.cache
         entries, failures, todo = {}, [], []
         for item in videos:
@@ -105,7 +106,7 @@ class VideoDataset(Dataset):
             else:
                 entries[item.name] = (cache.path(item.path), len(cached))
         if todo:
-            results = joblib.Parallel(n_jobs=jobs, return_as="generator")(
+            results = joblib.Parallel(n_jobs=jobs, prefer="threads", return_as="generator")(
                 joblib.delayed(_prepare_one)(self, item.path, check_only) for item in todo
             )
             verb = "checking" if check_only else "decoding"
