@@ -65,6 +65,10 @@ class VideoDataset(Dataset):
     require_all: ClassVar[bool] = True
     progress: bool = True
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.used: dict[str, dict[str, int]] = {}  # split -> videos used, missing, bad (for the metadata)
+
     # --- what a subclass provides -------------------------------------------------------------
     def inventory(self) -> Inventory:
         raise NotImplementedError
@@ -83,8 +87,9 @@ class VideoDataset(Dataset):
         return FrameCache(self.cache_dir, self.name, self.preprocessing())
 
     def params(self) -> dict[str, Any]:
-        return {**super().params(), "preprocessing": self.preprocessing(),
-                "sample_every": self.sample_every, "test_crop_offset": self.test_crop}
+        """Adds the preprocessing and, once clips were made, which videos each split used."""
+        return {**super().params(), "preprocessing": self.preprocessing(), "sample_every": self.sample_every,
+                "test_crop_offset": self.test_crop, **({"videos": self.used} if self.used else {})}
 
     def build(self, path: Path) -> np.ndarray:
         return self.preprocess(video.decode(path))
@@ -123,8 +128,8 @@ class VideoDataset(Dataset):
         """The ``split``'s videos, cached. Bad videos raise, or warn with ``skip_bad``; missing ones
         count as bad when ``require_all``, else they are left out with a warning."""
         wanted = [v for v in self.inventory().videos if v.split == split]
+        missing = sum(v.path is None for v in wanted)
         if not self.require_all:
-            missing = sum(v.path is None for v in wanted)
             if missing:
                 warnings.warn(f"{missing} of the {len(wanted)} {self.name} {split} videos of the protocol are "
                               f"missing from {self.data_dir}; using the rest (`bench data verify` lists them)",
@@ -140,7 +145,10 @@ class VideoDataset(Dataset):
                 raise BenchError(prepared.failures[0] + tail)
             warnings.warn(f"skipped {len(prepared.failures)} bad {self.name} {split} videos "
                           f"(first: {prepared.failures[0]})", stacklevel=3)
-        return [v for v in wanted if v.name in prepared.entries], prepared
+        used = [v for v in wanted if v.name in prepared.entries]
+        bad = len(prepared.failures) - (missing if self.require_all else 0)
+        self.used[split] = {"videos": len(used), "missing": missing, "bad": bad}
+        return used, prepared
 
     def _pieces(self, split: str) -> tuple[list[Path], list[tuple[int, int, int]]]:
         """Cache entries and ``(entry index, first frame, frame count)`` pieces of ``split``."""
@@ -203,6 +211,7 @@ class WindowClips(ClipSet):
         counts = [max(0, (frames - span) // stride + 1) for _, _, frames in pieces]
         self.starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
         self._open: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.frame_size = self._array(0).shape[1:3] if entries else (0, 0)  # (C, H)
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -210,18 +219,27 @@ class WindowClips(ClipSet):
     def __getitem__(self, index: int) -> np.ndarray:
         if not -len(self) <= index < len(self):
             raise IndexError(f"clip {index} out of range for {len(self)} clips")
-        index %= len(self)
-        piece = int(np.searchsorted(self.starts, index, side="right")) - 1
-        entry, first, _ = self.pieces[piece]
-        start = first + (index - int(self.starts[piece])) * self.stride
-        frames = self._array(entry)[start:start + (self.length - 1) * self.every + 1:self.every]
-        return np.ascontiguousarray(frames[..., self.crop:self.crop + self.width])
+        return self.batch([index % len(self)])[0]
+
+    def batch(self, indices: Sequence[int]) -> np.ndarray:
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
+            raise IndexError(f"clip indices must lie in [0, {len(self)}), got {indices.min()}..{indices.max()}")
+        pieces = np.searchsorted(self.starts, indices, side="right") - 1
+        starts = indices - self.starts[pieces]
+        out = np.empty((len(indices), self.length, *self.frame_size, self.width), np.uint8)
+        span = (self.length - 1) * self.every + 1
+        for row, (piece, offset) in enumerate(zip(pieces.tolist(), starts.tolist())):
+            entry, first, _ = self.pieces[piece]
+            start = first + offset * self.stride
+            out[row] = self._array(entry)[start:start + span:self.every, ..., self.crop:self.crop + self.width]
+        return out
 
     def _array(self, entry: int) -> np.ndarray:
         if entry in self._open:
             self._open.move_to_end(entry)
         else:
-            self._open[entry] = np.load(self.entries[entry], mmap_mode="r")
+            self._open[entry] = np.load(self.entries[entry], mmap_mode="r").view(np.ndarray)  # faster slicing
             if len(self._open) > self.open_limit:
                 self._open.popitem(last=False)
         return self._open[entry]

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from video_files import BACKGROUND, SQUARE, centroid, kth_video, resized_centre, square_frames, truncate
 
 import bench
 from bench import video
+from bench.cli import main
 from bench.datasets.kth import KTH, parse_sequences, protocol_names, split_of
 from bench.errors import BenchError
 
@@ -149,9 +151,11 @@ def test_bad_videos_name_the_file_or_are_skipped(tmp_path):
     (folder / "person20_boxing_d1_uncomp.avi").write_bytes(b"\0" * 3000)
     with pytest.raises(BenchError, match=r"person19_boxing_d1_uncomp\.avi is truncated: 10 of the 40 .*1 more bad"):
         quiet(kth(folder, tmp_path).test_clips, 20)
+    data = kth(folder, tmp_path, skip_bad=True)
     with pytest.warns(UserWarning, match="skipped 2 bad kth test videos"):
-        clips = kth(folder, tmp_path, skip_bad=True).test_clips(20)
+        clips = data.test_clips(20)
     assert len(clips) == 3  # the good video is evaluated
+    assert data.params()["videos"] == {"test": {"videos": 1, "missing": 213, "bad": 2}}
     assert bad.is_file()
 
 
@@ -160,3 +164,20 @@ def test_missing_data_dir_is_a_clear_error(tmp_path):
         kth(tmp_path / "nowhere", tmp_path).test_clips(20)
     with pytest.raises(BenchError, match="no option 'split'"):
         kth(tmp_path, tmp_path, split="1")
+
+
+def test_bench_run_baseline_end_to_end(tmp_path, monkeypatch):
+    folder = tmp_path / "kth"
+    kth_video(folder / "boxing", "person02_boxing_d1", 21)
+    kth_video(folder / "walking", "person18_walking_d1", 24)
+    kth_video(folder / "running", "person21_running_d3", 22, left=50)
+    truncate(kth_video(folder, "person23_jogging_d2", 40))
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    args = ["run", "--methods", "baseline", "--dataset", "kth", "--data-dir", str(folder),
+            "--results-dir", str(tmp_path / "results"), "--quiet"]
+    failed = CliRunner().invoke(main, args)
+    assert failed.exit_code == 1 and "person23_jogging_d2_uncomp.avi is truncated" in failed.output
+    result = CliRunner().invoke(main, [*args, "--skip-bad"])
+    assert result.exit_code == 0, result.output
+    rows = (tmp_path / "results" / "kth" / "baseline.csv").read_text().splitlines()
+    assert len(rows) == 11 and rows[1].split(",")[7] == str((24 - 19) + (22 - 19))  # n: test windows

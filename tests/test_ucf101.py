@@ -128,8 +128,10 @@ def test_missing_listed_video_and_missing_lists(ucf_dir, tmp_path):
     ucf_video(folder, "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi", 40)  # flat layout: no UCF-101/
     with pytest.raises(BenchError, match="v_ApplyEyeMakeup_g01_c02 is missing from"):
         ucf(folder, tmp_path).test_clips(20)
+    data = ucf(folder, tmp_path, skip_bad=True)
     with pytest.warns(UserWarning, match="skipped 1 bad ucf101 test videos"):
-        assert len(ucf(folder, tmp_path, skip_bad=True).test_clips(20)) == 2
+        assert len(data.test_clips(20)) == 2
+    assert data.params()["videos"] == {"test": {"videos": 1, "missing": 1, "bad": 0}}
     with pytest.raises(BenchError, match=r"split lists \(ucfTrainTestlist/\) not found"):
         ucf(tmp_path, tmp_path).test_clips(20)
     (folder / "ucfTrainTestlist" / "testlist02.txt").unlink()
