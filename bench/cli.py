@@ -1,7 +1,7 @@
 """The ``bench`` command line.
 
 Each command lives in its own module of ``bench.commands`` (an attribute ``command``), so commands
-are added without touching this file. Errors of the user's making (:class:`BenchError`) print as
+are added without touching this file; modules starting with ``_`` hold shared helpers. Errors of the user's making (:class:`BenchError`) print as
 one sentence with exit status 1; anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
@@ -30,4 +30,5 @@ def main() -> None:
 
 
 for _module in pkgutil.iter_modules(commands.__path__):
-    main.add_command(importlib.import_module(f"{commands.__name__}.{_module.name}").command)
+    if not _module.name.startswith("_"):  # _options.py and other shared helpers
+        main.add_command(importlib.import_module(f"{commands.__name__}.{_module.name}").command)

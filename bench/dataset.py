@@ -6,8 +6,8 @@ A dataset yields uint8 clips ``(T, C, H, W)``:
   protocol says), repeatable for a given seed;
 * ``test_clips(length, stride)``: a fixed, ordered, reproducible :class:`ClipSet`.
 
-Raw data come from ``data_dir`` (``--data-dir``, ``$BENCH_DATA_DIR/<data_folder>``, or the download
-cache). Dataset-specific settings are declared in ``options`` (name -> (type, default, help)) and
+Raw data come from ``data_dir``: ``--data-dir``, else ``$BENCH_DATA_DIR/<data_folder>``, else
+``download_dir`` (``<cache>/data/<data_folder>``), the only folder a dataset may download into. Dataset-specific settings are declared in ``options`` (name -> (type, default, help)) and
 passed as keyword arguments; ``params()`` returns everything that defines the data, for the
 results' metadata and for cache keys.
 """
@@ -51,8 +51,10 @@ class Dataset:
         skip_bad: bool = False,
         **options: Any,
     ):
-        self.data_dir = paths.data_dir(self.data_folder or self.name, data_dir)
         self.cache_dir = Path(cache_dir) if cache_dir else paths.cache_dir()
+        folder = self.data_folder or self.name
+        self.download_dir = self.cache_dir / "data" / folder
+        self.data_dir = paths.data_dir(folder, data_dir) or self.download_dir
         self.skip_bad = skip_bad
         unknown = set(options) - set(self.options)
         if unknown:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from .errors import BenchError
 
@@ -61,30 +60,42 @@ def psnr_from_mse(frame_mse: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(DATA_RANGE**2 / frame_mse)
 
 
-def gaussian_window(device=None) -> torch.Tensor:
+def gaussian_window() -> list[float]:
     """The normalised 1-D Gaussian (11 taps, sigma 1.5) whose outer product is the SSIM window."""
-    offsets = torch.arange(WINDOW, dtype=torch.float64, device=device) - WINDOW // 2
-    taps = torch.exp(-(offsets**2) / (2 * SIGMA**2))
-    return taps / taps.sum()
+    taps = [math.exp(-((k - WINDOW // 2) ** 2) / (2 * SIGMA**2)) for k in range(WINDOW)]
+    return [tap / sum(taps) for tap in taps]
 
 
-def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def _valid_blur(stats: torch.Tensor) -> torch.Tensor:
+    """Separable "valid" Gaussian filter over the last two dimensions (symmetric taps paired)."""
+    taps, r = gaussian_window(), WINDOW // 2
+    for dim in (-1, -2):
+        n = stats.shape[dim] - 2 * r
+        out = stats.narrow(dim, r, n) * taps[r]
+        for k in range(r):
+            out.add_(stats.narrow(dim, k, n), alpha=taps[k]).add_(stats.narrow(dim, WINDOW - 1 - k, n), alpha=taps[k])
+        stats = out
+    return stats
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+    """Mean SSIM per frame, ``(B, T)``; frames are filtered ``chunk`` at a time to stay in cache."""
     _check(pred, target)
     b, t, c, h, w = pred.shape
     if h < WINDOW or w < WINDOW:
         raise BenchError(f"SSIM needs frames of at least {WINDOW}x{WINDOW} pixels, got {h}x{w}")
-    x = pred.double().reshape(b * t * c, 1, h, w)
-    y = target.double().reshape(b * t * c, 1, h, w)
-    # The five local statistics in one depthwise, separable, valid convolution.
-    stats = torch.cat([x, y, x * x, y * y, x * y], dim=1)
-    taps = gaussian_window(pred.device)
-    stats = F.conv2d(stats, taps.view(1, 1, WINDOW, 1).expand(5, 1, WINDOW, 1), groups=5)
-    stats = F.conv2d(stats, taps.view(1, 1, 1, WINDOW).expand(5, 1, 1, WINDOW), groups=5)
-    mu_x, mu_y, e_xx, e_yy, e_xy = stats.unbind(dim=1)
-    var_x, var_y, cov = e_xx - mu_x * mu_x, e_yy - mu_y * mu_y, e_xy - mu_x * mu_y
+    xs = pred.reshape(b * t * c, h, w)
+    ys = target.reshape(b * t * c, h, w)
     c1, c2 = (K1 * DATA_RANGE) ** 2, (K2 * DATA_RANGE) ** 2
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return ssim_map.mean(dim=(1, 2)).view(b, t, c).mean(dim=2)
+    means = []
+    for start in range(0, len(xs), chunk):
+        x, y = xs[start : start + chunk].double(), ys[start : start + chunk].double()
+        # The five local statistics, filtered together.
+        mu_x, mu_y, e_xx, e_yy, e_xy = _valid_blur(torch.stack([x, y, x * x, y * y, x * y], dim=1)).unbind(1)
+        var_x, var_y, cov = e_xx - mu_x * mu_x, e_yy - mu_y * mu_y, e_xy - mu_x * mu_y
+        ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+        means.append(ssim_map.mean(dim=(1, 2)))
+    return torch.cat(means).view(b, t, c).mean(dim=2)
 
 
 def dssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

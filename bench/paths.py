@@ -10,11 +10,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("BENCH_CACHE_DIR") or Path.home() / ".cache" / "vpbench")
 
 
-def data_dir(folder: str, explicit: str | os.PathLike | None = None) -> Path:
-    """A dataset's raw-data folder: ``explicit`` (``--data-dir``), else ``$BENCH_DATA_DIR/<folder>``,
-    else ``<cache>/data/<folder>`` (where downloads go). ``folder`` is the dataset's ``data_folder``."""
+def data_dir(folder: str, explicit: str | os.PathLike | None = None) -> Path | None:
+    """A dataset's raw-data folder given by the user: ``explicit`` (``--data-dir``), else
+    ``$BENCH_DATA_DIR/<folder>``; ``None`` when neither is set (the dataset then uses its download
+    folder in the cache). ``folder`` is the dataset's ``data_folder``."""
     if explicit:
         return Path(explicit)
     if os.environ.get("BENCH_DATA_DIR"):
         return Path(os.environ["BENCH_DATA_DIR"]) / folder
-    return cache_dir() / "data" / folder
+    return None

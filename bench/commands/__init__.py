@@ -1,1 +1,1 @@
-"""One module per ``bench`` subcommand, each exposing a click ``command``."""
+"""One module per ``bench`` subcommand, each exposing a click ``command``; ``_*.py`` are helpers."""

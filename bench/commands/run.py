@@ -1,0 +1,65 @@
+"""``bench run``: evaluate methods on datasets and write results (training missing checkpoints first)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..grid import Cell, run_grid
+from ..runner import choose_preset
+from ._options import (
+    data_dir_option, dataset_options_option, device_option, method_settings_option, parse_pairs,
+    preset_option, split_names,
+)
+
+
+@click.command("run")
+@click.option("--methods", required=True, help="Comma-separated method names, e.g. baseline,frnn.")
+@click.option("--dataset", "datasets", required=True, help="Dataset name (or several, comma-separated).")
+@preset_option
+@device_option
+@data_dir_option
+@dataset_options_option
+@method_settings_option
+@click.option("--test-file", type=click.Path(dir_okay=False), default=None,
+              help="A fixed test-set file (Moving MNIST: Srivastava's mnist_test_seq.npy).")
+@click.option("--test-stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Start stride of the test windows of video datasets.")
+@click.option("--skip-bad", is_flag=True, help="Warn about unreadable videos and evaluate the rest.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N test sequences.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for initialisation and training.")
+@click.option("--results-dir", type=click.Path(file_okay=False), default="results", show_default=True)
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
+              help="Where checkpoints live (default: checkpoints/).")
+@click.option("--no-train", is_flag=True, help="Refuse to train a missing checkpoint instead of training it.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run (method, dataset) cells in N parallel processes.")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="Run the cells on a Dask distributed cluster.")
+@click.option("--force", is_flag=True, help="Redo cells whose results already exist with the same settings.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def command(methods, datasets, preset, device, data_dir, dataset_options, method_settings, test_file,
+            test_stride, skip_bad, limit, batch_size, seed, results_dir, checkpoint_dir, no_train, jobs,
+            scheduler, force, quiet):
+    """Evaluate METHODS on DATASET: 10 context frames in, 10 predicted, scored per step.
+
+    Writes results/<dataset>/<method>.csv|.npz|.json and results/summary.csv.
+    """
+    preset, why = choose_preset(preset)
+    click.echo(f"Using {why}.", err=True)
+    options = parse_pairs(dataset_options, "-o/--option")
+    if test_file:
+        options["test_file"] = test_file
+    cells = [
+        Cell(
+            method=method, dataset=dataset, preset=preset, data_dir=data_dir, dataset_options=options,
+            method_options=parse_pairs(method_settings, "--set"), limit=limit, stride=test_stride, seed=seed,
+            batch_size=batch_size, device=device, skip_bad=skip_bad, checkpoint_dir=checkpoint_dir,
+            train=not no_train,
+        )
+        for dataset in split_names(datasets)
+        for method in split_names(methods)
+    ]
+    run_grid(cells, Path(results_dir), jobs=jobs, scheduler=scheduler, force=force, progress=not quiet,
+             echo=lambda line: click.echo(line, err=True))

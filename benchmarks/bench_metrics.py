@@ -1,0 +1,68 @@
+"""Metric throughput: the harness's batched metrics against a per-frame scikit-image loop.
+
+Both score the same frames (MSE, PSNR, SSIM per frame); values must agree to 1e-6. Timings are
+interleaved and the best of several rounds is kept, so the printed ratio is measured side by side
+in one run. Usage: ``python benchmarks/bench_metrics.py [--rounds 5]``.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
+
+from bench.metrics import frame_metrics
+
+
+def skimage_loop(pred: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
+    b, t, c = pred.shape[:3]
+    out = {name: np.empty((b, t)) for name in ("mse", "psnr", "dssim")}
+    for i in range(b):
+        for j in range(t):
+            p, y = pred[i, j], target[i, j]
+            out["mse"][i, j] = mean_squared_error(y, p)
+            out["psnr"][i, j] = peak_signal_noise_ratio(y, p, data_range=1)
+            ssim = np.mean([
+                structural_similarity(p[k], y[k], data_range=1, gaussian_weights=True, sigma=1.5,
+                                      use_sample_covariance=False)
+                for k in range(c)
+            ])
+            out["dssim"][i, j] = (1 - ssim) / 2
+    return out
+
+
+def best_time(fn, rounds: int) -> tuple[float, object]:
+    times, value = [], None
+    for _ in range(rounds):
+        start = time.perf_counter()
+        value = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=16)
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # scikit-image runs on one core: compare like with like
+    rng = np.random.default_rng(0)
+    for shape in [(1, 64, 64), (3, 64, 80)]:
+        target = rng.random((args.batch, 10, *shape)).astype(np.float32)
+        pred = np.clip(target + 0.1 * rng.standard_normal(target.shape), 0, 1).astype(np.float32)
+        tp, tt = torch.from_numpy(pred), torch.from_numpy(target)
+        ours_s, ours = best_time(lambda: frame_metrics(tp, tt), args.rounds)
+        ref_s, ref = best_time(lambda: skimage_loop(pred.astype(np.float64), target.astype(np.float64)), args.rounds)
+        worst = max(float(np.abs(ours[k].numpy() - ref[k]).max()) for k in ref)
+        frames = args.batch * 10
+        print(
+            f"frames {'x'.join(map(str, shape))}: harness {frames / ours_s:9.0f} frames/s, "
+            f"scikit-image loop {frames / ref_s:7.0f} frames/s, ratio {ref_s / ours_s:5.1f}x, "
+            f"max |difference| {worst:.1e}"
+        )
+
+
+if __name__ == "__main__":
+    main()
