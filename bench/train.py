@@ -1,0 +1,369 @@
+"""The training loop: ``dataset.train_clips`` -> ``method.training_step``, checkpointed and resumable.
+
+* Batches are ``batch_size`` clips of 20 frames, converted to float [0, 1] on the device.
+* Every ``every`` steps and at the end, the checkpoint is saved (:mod:`bench.checkpoint`), keeping the
+  newest ``keep`` snapshots (the authors: every 100 iterations, last 5 kept). Ctrl-C saves first.
+* Every ``log_every`` steps a row goes to the CSV beside the checkpoint: the step, the mean of each
+  loss over the interval, the interval's wall time, steps/s and sequences/s. The log's columns are
+  those of the first row. A progress bar shows loss, steps/s, sequences/s and the ETA.
+* A run resumes from its checkpoint: weights, optimizer and RNG states, step. Settings not given
+  again are taken from the checkpoint; settings that contradict it (other than ``steps``) are refused.
+* Seeding: the weights are initialised after seeding torch, numpy and Python with ``seed``; the
+  data stream is ``train_clips(20, seed)``. A resumed run draws from a stream seeded by
+  ``(seed, step)`` instead of replaying the clips it already used, so a CPU run is repeatable run
+  for run, and resumption is repeatable too, but an interrupted run is not bit-identical to an
+  uninterrupted one.
+* Under ``torchrun`` (see :mod:`bench.distributed`), ``batch_size`` is the global batch: every
+  process draws the same clips and trains on its share, gradients are averaged, and only rank 0
+  writes. Results match a one-process run up to floating-point summation order.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import checkpoint as ckpt
+from . import distributed
+from .dataset import Dataset
+from .errors import BenchError
+from .method import Method
+from .registry import methods as method_registry
+from .runner import choose_device
+
+CLIP_LENGTH = 20
+say = functools.partial(click.echo, err=True)
+
+
+def device_for(name: str | torch.device, local_rank: int = 0) -> torch.device:
+    """:func:`bench.runner.choose_device`, with a bare ``cuda`` meaning this process's GPU under torchrun."""
+    device = choose_device(name)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank if device.index is None else device.index)
+        torch.cuda.set_device(device)
+    return device
+
+
+@dataclass
+class Summary:
+    """What one call of :func:`train` did."""
+
+    checkpoint: Path
+    start_step: int
+    step: int
+    seconds: float
+    batch_size: int
+    last_losses: dict[str, float]
+
+    @property
+    def steps_per_s(self) -> float:
+        return (self.step - self.start_step) / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def sequences_per_s(self) -> float:
+        return self.steps_per_s * self.batch_size
+
+    def describe(self) -> str:
+        if self.step == self.start_step:
+            return f"Already trained to step {self.step}: {self.checkpoint}"
+        losses = ", ".join(f"{key} {value:.4g}" for key, value in self.last_losses.items())
+        return (
+            f"Trained steps {self.start_step}->{self.step} in {self.seconds:.1f} s: "
+            f"{self.steps_per_s:.3g} steps/s, {self.sequences_per_s:.3g} sequences/s ({losses}). "
+            f"Checkpoint: {self.checkpoint}; log: {ckpt.log_path(self.checkpoint)}"
+        )
+
+
+def train(
+    method_name: str,
+    dataset: Dataset,
+    *,
+    preset: str,
+    overrides: dict[str, Any] | None = None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    checkpoint_dir: str | os.PathLike | None = None,
+    init_from: str | os.PathLike | None = None,
+    device: str | torch.device = "auto",
+    every: int = 100,
+    keep: int = 5,
+    log_every: int = 10,
+    progress: bool = True,
+    echo: Callable[[str], Any] = say,
+) -> Summary:
+    """Train ``method_name`` (``preset`` with ``overrides``) on ``dataset`` up to ``steps`` (default:
+    the preset's budget), resuming from its checkpoint under ``checkpoint_dir`` when there is one."""
+    if every < 1 or log_every < 1:
+        raise BenchError("--checkpoint-every and --log-every must be at least 1")
+    world = distributed.world_from_env()
+    dev = device_for(device, world.local_rank)
+    distributed.init(world, dev)
+    try:
+        echo = echo if world.is_main else _silent
+        cls = method_registry.get(method_name)
+        if not cls.trainable:
+            raise BenchError(f"method {method_name!r} is not trainable; it needs no checkpoint")
+        path = ckpt.checkpoint_path(dataset.name, method_name, preset, checkpoint_dir)
+        frame_shape = tuple(dataset.frame_shape)
+        explicit = dict(overrides or {})
+        explicit.update({k: v for k, v in (("steps", steps), ("batch_size", batch_size)) if v is not None})
+        previous = ckpt.load(path, method=method_name, preset=preset, frame_shape=frame_shape) if path.exists() else None
+        config = _config(cls, preset, explicit, previous, path)
+        if config["batch_size"] % world.size:
+            raise BenchError(f"--batch-size {config['batch_size']} is not divisible by the {world.size} processes")
+
+        _seed_everything(seed)
+        method = cls(frame_shape, config)
+        _to_device(method, dev)
+        start = 0
+        if previous is not None:
+            ckpt.restore(method, previous, path)
+            _to_device(method, dev)
+            start = previous["step"]
+            note = f"; --init-from {init_from} applies only to a new run" if init_from else ""
+            echo(f"Resuming {method_name} ({preset}) from {path} at step {start}{note}.")
+        elif init_from:
+            ckpt.load_weights(method, init_from)
+            echo(f"Initialised {method_name} from the weights in {init_from}.")
+        if world.size > 1:
+            distributed.replicate(method)
+        run = _Run(method, dataset, path, preset, seed, world, dev, start, previous, init_from)
+        return run.loop(config["steps"], config["batch_size"], every, keep, log_every, progress, echo)
+    finally:
+        distributed.shutdown()
+
+
+@dataclass
+class Trained:
+    """A method ready to evaluate, and the checkpoint it came from (``None`` if untrainable)."""
+
+    method: Method
+    checkpoint: Path | None = None
+    sha256: str | None = None
+    step: int | None = None
+
+
+def trained_method(
+    method_name: str,
+    dataset: Dataset,
+    preset: str,
+    *,
+    overrides: dict[str, Any] | None = None,
+    device: str | torch.device = "auto",
+    checkpoint_dir: str | os.PathLike | None = None,
+    train_missing: bool = True,
+    seed: int = 0,
+    progress: bool = True,
+    echo: Callable[[str], Any] = say,
+) -> Trained:
+    """``method_name`` loaded from its checkpoint for ``dataset``; a missing or unfinished checkpoint
+    is first trained with the budget of ``preset`` and ``overrides`` (saying so), or refused when
+    ``train_missing`` is off."""
+    cls = method_registry.get(method_name)
+    dev = device_for(device)
+    frame_shape = tuple(dataset.frame_shape)
+    if not cls.trainable:
+        return Trained(cls(frame_shape, cls.resolve_config(preset, overrides)).to(dev))
+    path = ckpt.checkpoint_path(dataset.name, method_name, preset, checkpoint_dir)
+    found = ckpt.load(path, method=method_name, preset=preset, frame_shape=frame_shape) if path.exists() else None
+    config = _config(cls, preset, dict(overrides or {}), found, path)
+    if found is None or found["step"] < config["steps"]:
+        state = "is missing" if found is None else f"is at step {found['step']} of {config['steps']}"
+        if not train_missing:
+            raise BenchError(
+                f"checkpoint {path} {state} and --no-train is set; train it with "
+                f"`bench train --method {method_name} --dataset {dataset.name} --preset {preset}`"
+            )
+        echo(
+            f"Checkpoint {path} {state}: training {method_name} ({preset}) on {dataset.name} "
+            f"for {config['steps']} steps of batch {config['batch_size']} first."
+        )
+        train(method_name, dataset, preset=preset, overrides=overrides, seed=seed,
+              checkpoint_dir=checkpoint_dir, device=dev, progress=progress, echo=echo)
+        found = ckpt.load(path, method=method_name, preset=preset, frame_shape=frame_shape)
+    method = cls(frame_shape, found["config"])
+    ckpt.restore(method, found, path, rng=False)
+    return Trained(method.to(dev), path, ckpt.sha256(path), found["step"])
+
+
+class _Run:
+    """One training session's state: the method, where it writes, and the loop."""
+
+    def __init__(self, method, dataset, path, preset, seed, world, device, start, previous, init_from):
+        self.method, self.dataset, self.path, self.preset = method, dataset, path, preset
+        self.seed, self.world, self.device, self.start = seed, world, device, start
+        self.seconds_before = float(previous.get("train_seconds", 0.0)) if previous else 0.0
+        self.init_from = str(init_from) if init_from and previous is None else (previous or {}).get("init_from")
+        self.step = start
+        self.saved = start
+
+    def loop(self, steps, batch_size, every, keep, log_every, progress, echo) -> Summary:
+        if self.start >= steps:
+            return Summary(self.path, self.start, self.start, 0.0, batch_size, {})
+        log = _Log(ckpt.log_path(self.path), self.start) if self.world.is_main else None
+        clips = self.dataset.train_clips(CLIP_LENGTH, _data_seed(self.seed, self.start))
+        bar = tqdm(total=steps, initial=self.start, unit="step", dynamic_ncols=True,
+                   disable=not (progress and self.world.is_main), desc=f"train {self.method.name}")
+        self.method.train()
+        began = interval_began = time.perf_counter()
+        sums: dict[str, float] = {}
+        count = 0
+        try:
+            for step in range(self.start + 1, steps + 1):
+                losses = self.method.training_step(self._batch(clips, batch_size))
+                if self.world.size > 1:
+                    losses = distributed.average(losses, self.device)
+                _check_finite(losses, self.method.name, step, self.path)
+                self.step = step
+                for key, value in losses.items():
+                    sums[key] = sums.get(key, 0.0) + float(value)
+                count += 1
+                bar.update(1)
+                if step % log_every == 0 or step == steps:
+                    now = time.perf_counter()
+                    means = {key: value / count for key, value in sums.items()}
+                    rate = count / (now - interval_began)
+                    bar.set_postfix({**{k: f"{v:.4g}" for k, v in means.items()}, "seq/s": f"{rate * batch_size:.3g}"})
+                    if log:
+                        log.write(step, means, now - interval_began, rate, rate * batch_size)
+                    sums, count, interval_began = {}, 0, now
+                if step % every == 0 or step == steps:
+                    self._save(log, keep, time.perf_counter() - began, batch_size)
+        except KeyboardInterrupt:
+            if self.step > self.saved:
+                self._save(log, keep, time.perf_counter() - began, batch_size)
+                echo(f"Interrupted: saved step {self.step} to {self.path}.")
+            raise
+        finally:
+            bar.close()
+            if log:
+                log.close()
+        return Summary(self.path, self.start, self.step, time.perf_counter() - began, batch_size, means)
+
+    def _batch(self, clips: Iterator[np.ndarray], batch_size: int) -> torch.Tensor:
+        """This process's share of the next ``batch_size`` clips, as float [0, 1] on the device."""
+        share = batch_size // self.world.size
+        drawn = [next(clips) for _ in range(batch_size)]
+        mine = np.stack(drawn[self.world.rank * share : (self.world.rank + 1) * share])
+        expected = (share, CLIP_LENGTH, *self.method.frame_shape)
+        if mine.shape != expected or mine.dtype != np.uint8:
+            raise BenchError(
+                f"dataset {self.dataset.name!r} gave training clips {mine.dtype} {mine.shape[1:]}, "
+                f"expected uint8 {expected[1:]}"
+            )
+        return torch.from_numpy(mine).to(self.device, non_blocking=True).float().div_(255)
+
+    def _save(self, log, keep: int, session_seconds: float, batch_size: int) -> None:
+        if not self.world.is_main:
+            return
+        log.flush()
+        ckpt.save(self.path, ckpt.pack(
+            self.method, preset=self.preset, dataset=self.dataset.name, step=self.step, seed=self.seed,
+            init_from=self.init_from, world_size=self.world.size, device=str(self.device),
+            train_seconds=self.seconds_before + session_seconds,
+            sequences_per_s=(self.step - self.start) * batch_size / session_seconds if session_seconds > 0 else 0.0,
+        ), keep=keep)
+        self.saved = self.step
+
+
+class _Log:
+    """The CSV training log; on resume it keeps only the rows up to the checkpoint's step."""
+
+    def __init__(self, path: Path, start: int):
+        self.path = path
+        self.fields: list[str] | None = None
+        kept: list[dict[str, str]] = []
+        if start > 0 and path.exists():
+            with open(path, newline="") as handle:
+                reader = csv.DictReader(handle)
+                self.fields = reader.fieldnames
+                kept = [row for row in reader if _row_step(row) is not None and _row_step(row) <= start]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w", newline="") as handle:
+            if self.fields:
+                writer = csv.DictWriter(handle, self.fields)
+                writer.writeheader()
+                writer.writerows(kept)
+        os.replace(tmp, path)
+        self.handle = open(path, "a", newline="")
+        self.writer = csv.DictWriter(self.handle, self.fields, extrasaction="ignore") if self.fields else None
+
+    def write(self, step: int, losses: dict[str, float], seconds: float, steps_per_s: float, seqs_per_s: float):
+        if self.writer is None:
+            self.fields = ["step", *losses, "seconds", "steps_per_s", "sequences_per_s"]
+            self.writer = csv.DictWriter(self.handle, self.fields, extrasaction="ignore")
+            self.writer.writeheader()
+        self.writer.writerow({"step": step, **losses, "seconds": f"{seconds:.4f}",
+                              "steps_per_s": f"{steps_per_s:.4f}", "sequences_per_s": f"{seqs_per_s:.4f}"})
+
+    def flush(self) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _config(cls: type[Method], preset: str, explicit: dict[str, Any], previous: dict | None, path: Path) -> dict:
+    """The preset's config, then the checkpoint's (on resume), then the explicit settings."""
+    base = cls.resolve_config(preset, explicit)
+    for key in ("steps", "batch_size"):
+        if key not in base:
+            raise BenchError(f"method {cls.name!r} preset {preset!r} has no {key!r}, so it cannot be trained")
+    if previous is None:
+        return base
+    for key, value in explicit.items():
+        if key != "steps" and previous["config"].get(key, value) != value:
+            raise BenchError(
+                f"checkpoint {path} was trained with {key}={previous['config'][key]!r}, not {value!r}; "
+                "drop that setting to resume, or pass another --checkpoint-dir to start a new run"
+            )
+    return {**base, **previous["config"], **explicit}
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _data_seed(seed: int, start: int) -> int:
+    return seed if start == 0 else int(np.random.SeedSequence([seed, start]).generate_state(1)[0])
+
+
+def _to_device(method: Method, device: torch.device) -> None:
+    """Move the weights, then the optimizer states (``load_state_dict`` casts them to the params' device)."""
+    method.to(device)
+    for optimizer in method.optimizers.values():
+        optimizer.load_state_dict(optimizer.state_dict())
+
+
+def _check_finite(losses: dict[str, float], name: str, step: int, path: Path) -> None:
+    for key, value in losses.items():
+        if not math.isfinite(float(value)):
+            raise BenchError(f"training {name} diverged at step {step} ({key} = {value}); the last good checkpoint is {path}")
+
+
+def _row_step(row: dict[str, str]) -> int | None:
+    try:
+        return int(row.get("step") or "")
+    except ValueError:
+        return None
+
+
+def _silent(_: str) -> None:
+    pass
