@@ -2,10 +2,11 @@
 
 A :class:`VideoDataset` subclass says which files it expects and where they are
 (:meth:`~VideoDataset.inventory`) and how one decoded video is preprocessed
-(:meth:`~VideoDataset.preprocess`). Preprocessed videos are cached as uint8 ``(T, C, H, W_stored)``
-arrays (:mod:`bench.framecache`); clips are windows of ``length`` frames taken every
-``sample_every``-th raw frame, cropped to ``frame_shape``'s width (at ``test_crop`` for test clips,
-at a random offset below ``stored_width - width`` for training (the authors' 0..4 for 85 -> 80 px), where they are also flipped left-right at random).
+(:meth:`~VideoDataset.preprocess`). Preprocessed videos are cached as uint8
+``(T, C, H, stored_width)`` arrays (:mod:`bench.framecache`). Clips are windows of ``length``
+frames taken every ``sample_every``-th raw frame and cropped to ``frame_shape``'s width: at
+``test_crop`` for test clips; for training at a random offset below ``stored_width - width`` (the
+authors' 0..4 for 85 -> 80 px), then flipped left-right with probability 1/2.
 """
 from __future__ import annotations
 

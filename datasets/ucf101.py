@@ -96,6 +96,13 @@ class UCF101(VideoDataset):
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
         return video.resize(rgb, 64, 85).transpose(0, 3, 1, 2)
 
+    def params(self) -> dict[str, Any]:
+        params = super().params()
+        if str(params["split"]) != "paper":
+            params.pop("split_seed")
+        params["test_crop"] = "centre, offset 2 (the authors' was random in 0..4 even at test time)"
+        return params
+
     def video_root(self) -> Path:
         nested = self.data_dir / "UCF-101"
         return nested if nested.is_dir() else self.data_dir

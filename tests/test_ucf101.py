@@ -86,7 +86,9 @@ def test_test_windows_span_39_raw_frames(ucf_dir, tmp_path):
     assert len(data.test_clips(20, 3)) == 3 + 1  # starts 0, 3, 6 | 0
     clip = clips[0]
     assert clip.shape == (20, 3, 64, 80) and clip.dtype == np.uint8
-    assert data.params()["test_crop_offset"] == 2 and data.params()["sample_every"] == 2
+    params = data.params()
+    assert params["test_crop_offset"] == 2 and params["sample_every"] == 2 and "random" in params["test_crop"]
+    assert "split_seed" not in params and ucf(ucf_dir, tmp_path, split="paper").params()["split_seed"] == 0
 
 
 def test_every_second_frame_and_centre_crop_place_the_square(ucf_dir, tmp_path):
