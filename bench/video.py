@@ -7,6 +7,7 @@ Every failure to read a video (missing, not a video, corrupt, truncated) is a
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -16,8 +17,11 @@ from PIL import Image
 from .errors import BenchError
 
 
-def decode(path: str | os.PathLike) -> np.ndarray:
-    """All frames of the video at ``path`` as uint8 ``(T, H, W, 3)`` in RGB order.
+def decode(path: str | os.PathLike, transform: Callable[[np.ndarray], np.ndarray] | None = None,
+           chunk: int = 64) -> np.ndarray:
+    """All frames of the video at ``path``: uint8 ``(T, H, W, 3)`` RGB, or ``transform`` applied to
+    successive chunks of ``chunk`` such frames and concatenated (so a long video never sits in
+    memory at full size).
 
     A file that decodes to fewer frames than its container header declares is reported as
     truncated (a cut AVI often still opens and yields its first frames without an error).
@@ -25,7 +29,8 @@ def decode(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"video file {path} is missing")
-    frames, declared = [], 0
+    transform = transform or (lambda frames: frames)
+    done, pending, count, declared = [], [], 0, 0
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -33,17 +38,23 @@ def decode(path: str | os.PathLike) -> np.ndarray:
             stream = container.streams.video[0]
             declared = stream.frames
             for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24"))
+                pending.append(frame.to_ndarray(format="rgb24"))
+                count += 1
+                if len(pending) == chunk:
+                    done.append(transform(np.stack(pending)))
+                    pending = []
     except (av.error.FFmpegError, OSError) as error:
-        if not frames:
+        if not count:
             raise BenchError(f"video file {path} is unreadable or corrupt ({error.__class__.__name__})") from None
-        raise BenchError(f"video file {path} is truncated or corrupt: decoding failed after {len(frames)} of "
+        raise BenchError(f"video file {path} is truncated or corrupt: decoding failed after {count} of "
                          f"the {declared or '?'} frames its header declares") from None
-    if not frames:
+    if not count:
         raise BenchError(f"video file {path} contains no decodable frames")
-    if declared and len(frames) < declared:
-        raise BenchError(f"video file {path} is truncated: {len(frames)} of the {declared} frames its header declares decode")
-    return np.stack(frames)
+    if declared and count < declared:
+        raise BenchError(f"video file {path} is truncated: {count} of the {declared} frames its header declares decode")
+    if pending:
+        done.append(transform(np.stack(pending)))
+    return np.concatenate(done)
 
 
 def resize(frames: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -93,7 +93,7 @@ class VideoDataset(Dataset):
                 "test_crop_offset": self.test_crop, **({"videos": self.used} if self.used else {})}
 
     def build(self, path: Path) -> np.ndarray:
-        return self.preprocess(video.decode(path))
+        return video.decode(path, self.preprocess)
 
     def prepare(self, videos: Sequence[Video], jobs: int = 1, check_only: bool = False) -> Prepared:
         """Decode and cache ``videos`` with ``jobs`` parallel joblib threads (FFmpeg decoding and PIL
