@@ -18,6 +18,7 @@ from typing import Any
 from . import registry, results
 from .errors import BenchError
 from .runner import EvalResult, evaluate
+from .train import trained_method
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,18 @@ def build(cell: Cell):
     return dataset, cls(dataset.frame_shape, config)
 
 
-def prepare(method, dataset, cell: Cell, progress: bool | int) -> dict[str, Any]:
-    """Make ``method`` ready to evaluate; returns metadata about its weights."""
+def prepare(method, dataset, cell: Cell, progress: bool | int):
+    """Make ``method`` ready to evaluate: load its checkpoint, training a missing or unfinished one
+    first (refused when ``cell.train`` is off); returns the method and metadata about its weights."""
     if not method.trainable:
-        return {"checkpoint": None}
-    raise BenchError(f"method {cell.method!r} needs training, which this version cannot do yet")
+        return method, {"checkpoint": None}
+    trained = trained_method(
+        cell.method, dataset, cell.preset, overrides=cell.method_options, device=cell.device,
+        checkpoint_dir=cell.checkpoint_dir, train_missing=cell.train, seed=cell.seed, progress=progress is not False,
+    )
+    return trained.method, {
+        "checkpoint": str(trained.checkpoint), "checkpoint_sha256": trained.sha256, "trained_steps": trained.step,
+    }
 
 
 def run_cell(cell: Cell, progress: bool | int = True, threads: int | None = None) -> EvalResult:
@@ -70,7 +78,7 @@ def run_cell(cell: Cell, progress: bool | int = True, threads: int | None = None
         torch.set_num_threads(threads)
     torch.manual_seed(cell.seed)
     dataset, method = build(cell)
-    weights = prepare(method, dataset, cell, progress)
+    method, weights = prepare(method, dataset, cell, progress)
     result = evaluate(
         method, dataset, limit=cell.limit, batch_size=cell.batch_size, device=cell.device,
         stride=cell.stride, progress=progress,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import functools
 import multiprocessing
 import os
@@ -23,10 +24,7 @@ from bench.cli import main
 from bench.errors import BenchError
 from bench.train import trained_method, train
 
-ROOT = Path(__file__).parents[1]
-MNIST = ROOT / ".." / "shared" / "data" / "mnist"
 METHOD, DATASET = "train-test-net", "train-test-squares"
-needs_mnist = pytest.mark.skipif(not MNIST.is_dir(), reason=f"no MNIST data at {MNIST}")
 only_test_digits = pytest.mark.filterwarnings("ignore:MNIST training images not found")
 
 
@@ -54,10 +52,9 @@ def test_same_seed_gives_the_same_loss_curve(tmp_path):
     assert all(torch.equal(weights_a[key], weights_b[key]) for key in weights_a)
 
 
-@needs_mnist
 @only_test_digits
-def test_frnn_tiny_same_seed_gives_the_same_loss_curve_on_moving_mnist(tmp_path):
-    mmnist = get_dataset("mmnist", data_dir=MNIST)
+def test_frnn_tiny_same_seed_gives_the_same_loss_curve_on_moving_mnist(tmp_path, mnist_dir):
+    mmnist = get_dataset("mmnist", data_dir=mnist_dir)
     for run in ("a", "b"):
         train("frnn", mmnist, preset="tiny", steps=3, seed=5, log_every=1, checkpoint_dir=tmp_path / run,
               progress=False, echo=lambda _: None)
@@ -236,23 +233,38 @@ def test_trained_method_loads_trains_missing_or_refuses(tmp_path):
 
 
 @pytest.mark.slow
-@needs_mnist
 @only_test_digits
-def test_torchrun_module_entry_point_trains_frnn_with_two_gloo_processes(tmp_path):
+def test_torchrun_module_entry_point_trains_frnn_with_two_gloo_processes(tmp_path, mnist_dir):
     """The real launcher: ``torchrun --standalone --nproc_per_node 2 -m bench train`` (fRNN tiny)."""
     torchrun = Path(sys.executable).with_name("torchrun")
     done = subprocess.run(
         [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "bench", "train", "--method", "frnn",
-         "--dataset", "mmnist", "--preset", "tiny", "--data-dir", str(MNIST), "--log-every", "1", "--quiet",
+         "--dataset", "mmnist", "--preset", "tiny", "--data-dir", str(mnist_dir), "--log-every", "1", "--quiet",
          "--checkpoint-dir", str(tmp_path / "ddp")],
         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("Trained steps 0->4 in ") == 1
-    train("frnn", get_dataset("mmnist", data_dir=MNIST), preset="tiny", log_every=1, checkpoint_dir=tmp_path / "one",
+    train("frnn", get_dataset("mmnist", data_dir=mnist_dir), preset="tiny", log_every=1, checkpoint_dir=tmp_path / "one",
           progress=False, echo=lambda _: None)
     ddp = ckpt.load(ckpt.checkpoint_path("mmnist", "frnn", "tiny", tmp_path / "ddp"))
     one = final_weights(tmp_path / "one", dataset="mmnist", method="frnn")
     assert ddp["world_size"] == 2
     for key, value in one.items():
         torch.testing.assert_close(ddp["model"][key], value, rtol=0, atol=1e-6)
+
+
+def test_bench_run_trains_a_missing_checkpoint_first_or_refuses_with_no_train(tmp_path):
+    common = ["run", "--methods", METHOD, "--dataset", DATASET, "--preset", "tiny", "--quiet",
+              "--checkpoint-dir", str(tmp_path / "ck"), "--results-dir", str(tmp_path / "results")]
+    path = ckpt.checkpoint_path(DATASET, METHOD, "tiny", tmp_path / "ck")
+    refused = CliRunner().invoke(main, [*common, "--no-train"])
+    assert refused.exit_code == 1 and f"checkpoint {path} is missing and --no-train is set" in refused.output
+    assert not path.exists()
+    done = CliRunner().invoke(main, [*common, "--set", "steps=3"])
+    assert done.exit_code == 0, done.output
+    assert f"Checkpoint {path} is missing: training {METHOD} (tiny) on {DATASET} for 3 steps of batch 4 first." in done.output
+    meta = json.loads((tmp_path / "results" / DATASET / f"{METHOD}.json").read_text())
+    assert (meta["checkpoint"], meta["checkpoint_sha256"], meta["trained_steps"]) == (str(path), ckpt.sha256(path), 3)
+    again = CliRunner().invoke(main, [*common, "--set", "steps=3", "--no-train", "--force"])
+    assert again.exit_code == 0 and "training" not in again.output
