@@ -2,8 +2,9 @@
 
 The reference (``results/reference/<dataset>/<method>.csv``) has the per-step results CSV format. A value
 drifts when ``|current - reference| > abs + rel * |reference|`` for its metric's tolerances (``rel``, ``abs``;
-defaults in :data:`DEFAULT_TOLERANCES`, overridable per metric). A changed number of test sequences, a
-result without a reference and a reference without a result are failures too, each named.
+defaults in :data:`DEFAULT_TOLERANCES`, overridable per metric). A changed number of test sequences (or of
+infinite PSNRs dropped), a result without a reference and a reference without a result are failures
+too, each named. Results are the complete cells of :func:`bench.results.cells`.
 :func:`update_reference` copies the current CSVs into the reference: the deliberate refresh.
 """
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BenchError
-from .report import METRICS, SKIPPED_DIRS, read_curves
+from . import results
+from .report import METRICS, read_curves
 
 DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {  # metric -> (relative, absolute)
     "mse": (0.01, 1e-6),
@@ -77,18 +79,14 @@ class CheckResult:
         return not self.problems and not self.failures
 
 
-def _cells(root: Path, skip: tuple[Path, ...] = ()) -> dict[tuple[str, str], Path]:
-    """(dataset, method) -> CSV path for every ``root/<dataset>/<method>.csv`` outside the ``skip`` folders."""
-    skipped = {p.resolve() for p in skip}
-    return {
-        (path.parent.name, path.stem): path
-        for path in sorted(root.glob("*/*.csv"))
-        if path.parent.resolve() not in skipped
-    }
+def _reference_cells(root: Path) -> dict[tuple[str, str], Path]:
+    """(dataset, method) -> ``root/<dataset>/<method>.csv``."""
+    return {(path.parent.name, path.stem): path for path in sorted(root.glob("*/*.csv"))}
 
 
-def _result_cells(results_dir: Path, reference_dir: Path) -> dict[tuple[str, str], Path]:
-    return _cells(results_dir, (reference_dir, *(results_dir / name for name in SKIPPED_DIRS)))
+def _result_cells(root: Path) -> dict[tuple[str, str], Path]:
+    """(dataset, method) -> CSV of every complete cell (CSV, NPZ and JSON written) under ``root``."""
+    return {key: results.cell_paths(root, *key)["csv"] for key in results.cells(root)}
 
 
 def compare(results_dir: str | Path, reference_dir: str | Path,
@@ -98,7 +96,7 @@ def compare(results_dir: str | Path, reference_dir: str | Path,
     if not reference_dir.is_dir():
         raise BenchError(f"reference directory {reference_dir} does not exist; create it with `bench check --update`")
     tolerances = {**DEFAULT_TOLERANCES, **(tolerances or {})}
-    current, reference = _result_cells(results_dir, reference_dir), _cells(reference_dir)
+    current, reference = _result_cells(results_dir), _reference_cells(reference_dir)
     result = CheckResult()
     for key in sorted(set(current) | set(reference)):
         name = f"{key[0]}/{key[1]}"
@@ -115,6 +113,10 @@ def compare(results_dir: str | Path, reference_dir: str | Path,
         if not np.array_equal(now["n"], ref["n"]):
             result.problems.append(
                 f"{name}: scored on {int(now['n'].max())} test sequences, the reference on {int(ref['n'].max())}"
+            )
+        elif "psnr_inf" in now and "psnr_inf" in ref and not np.array_equal(now["psnr_inf"], ref["psnr_inf"]):
+            result.problems.append(
+                f"{name}: {int(now['psnr_inf'].sum())} infinite PSNRs dropped, the reference {int(ref['psnr_inf'].sum())}"
             )
         for metric in METRICS:
             rel, abs_ = tolerances[metric]
@@ -154,7 +156,7 @@ def _excess(d: Difference) -> float:
 def update_reference(results_dir: str | Path, reference_dir: str | Path) -> tuple[list[Path], list[Path]]:
     """Make ``reference_dir`` hold exactly the results CSVs of ``results_dir``: (paths written, paths removed)."""
     results_dir, reference_dir = Path(results_dir), Path(reference_dir)
-    cells = _result_cells(results_dir, reference_dir)
+    cells = _result_cells(results_dir)
     if not cells:
         raise BenchError(f"no results under {results_dir} to make a reference from")
     for path in cells.values():
@@ -165,7 +167,7 @@ def update_reference(results_dir: str | Path, reference_dir: str | Path) -> tupl
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
         written.append(target)
-    removed = [path for key, path in _cells(reference_dir).items() if key not in cells]
+    removed = [path for key, path in _reference_cells(reference_dir).items() if key not in cells]
     for path in removed:
         path.unlink()
     return written, removed

@@ -13,6 +13,7 @@ Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot state
 """
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from .errors import BenchError
 from .report import (
     DATASET_LABELS, METHOD_ORDER, METRIC_LABELS, METRICS, Cell, datasets_of, methods_of, paper_curves,
 )
+from .results import atomic_write
 
 YELLOW = (255, 221, 0)
 WHITE = 255
@@ -161,31 +163,30 @@ def qualitative_strip(dataset: str, index: int, context: np.ndarray, target: np.
 
 def example_strips(cells: list[Cell], dataset: str, count: int) -> list[tuple[int, Figure]]:
     """Strips for up to ``count`` test sequences whose examples every method of ``dataset`` saved."""
-    group = [c for c in cells if c.dataset == dataset and "examples_index" in c.arrays]
+    group = [c for c in cells if c.dataset == dataset and "examples_index" in c.examples]
     if not group:
         return []
-    common = set(group[0].arrays["examples_index"].tolist())
+    common = set(group[0].examples["examples_index"].tolist())
     for cell in group[1:]:
-        common &= set(cell.arrays["examples_index"].tolist())
-    chosen = [i for i in group[0].arrays["examples_index"].tolist() if i in common][:count]
+        common &= set(cell.examples["examples_index"].tolist())
+    chosen = [i for i in group[0].examples["examples_index"].tolist() if i in common][:count]
     strips = []
     for index in chosen:
         predictions = {}
         for cell in group:
-            position = cell.arrays["examples_index"].tolist().index(index)
-            predictions[cell.method] = cell.arrays["examples_pred"][position]
-        position = group[0].arrays["examples_index"].tolist().index(index)
-        first = group[0].arrays
+            position = cell.examples["examples_index"].tolist().index(index)
+            predictions[cell.method] = cell.examples["examples_pred"][position]
+        position = group[0].examples["examples_index"].tolist().index(index)
+        first = group[0].examples
         strips.append((index, qualitative_strip(
             dataset, index, first["examples_context"][position], first["examples_target"][position], predictions)))
     return strips
 
 
 def save(fig: Figure, *paths: Path) -> list[Path]:
-    """Write ``fig`` to each path (format from the suffix) through a temporary file; the paths."""
+    """Write ``fig`` to each path (format from the suffix), atomically; the paths."""
     for path in paths:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        fig.savefig(temp, dpi=150)
-        temp.replace(path)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=path.suffix[1:], dpi=150)
+        atomic_write(path, buffer.getvalue())
     return list(paths)

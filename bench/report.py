@@ -6,11 +6,12 @@ step arrays, for standard errors of the 10-step means and for the paired tests) 
 :mod:`bench.figures`, Fig. 2, the cost-versus-quality scatter and the qualitative strips.
 
 * **10-step value**: the mean of the 10 per-step means (as the fRNN evaluation does); its standard error
-  is that of the per-sequence 10-step means (infinite PSNRs dropped), so correlation across steps counts.
+  is that of the per-sequence 10-step means (infinite PSNRs dropped), so correlation across steps counts
+  (both from :func:`bench.results.ten_step_summary`, as in ``summary.csv``).
 * **Significance**: per dataset and metric, a Wilcoxon signed-rank test over test sequences of the
   per-sequence 10-step values, between the best method and each other one, Holm-corrected within the
   (dataset, metric) family. A dagger marks a method not significantly different from the best
-  (corrected p >= :data:`ALPHA`). The test needs both methods' ``.npz`` with the same number of sequences.
+  (corrected p >= :data:`ALPHA`). Both methods must be scored on the same test sequences.
 * **--paper**: the paper's Table 2 (shipped as ``bench/reference/table2_paper.csv``) as an extra row
   under each method it reports. The paper calls PredNet "lotter" (:data:`PAPER_ALIASES`).
 """
@@ -27,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import results
 from .errors import BenchError
-from .metrics import finite_mean
 
 METRICS = ("mse", "psnr", "dssim")
 LOWER_IS_BETTER = {"mse": True, "psnr": False, "dssim": True}
@@ -45,46 +46,45 @@ COSTS = (  # key in the metadata's "costs", column title, scale, decimals
     ("peak_memory_predict_bytes", "Peak MiB", 2**20, 1),
 )
 ALPHA = 0.05
-SKIPPED_DIRS = ("reference", "report")
 
 
 @dataclass
 class Cell:
-    """The result of one (dataset, method): per-step curves, metadata and, lazily, the ``.npz`` arrays."""
+    """One complete (dataset, method) result: per-step curves, metadata, and lazily the ``.npz`` arrays."""
 
     dataset: str
     method: str
     curves: dict[str, np.ndarray]
-    meta: dict = field(default_factory=dict)
-    npz_path: Path | None = None
+    meta: dict
+    npz_path: Path
 
     @cached_property
-    def arrays(self) -> dict[str, np.ndarray]:
-        if self.npz_path is None:
-            return {}
-        try:
-            with np.load(self.npz_path, allow_pickle=False) as npz:
-                return {key: npz[key] for key in npz.files}
-        except (OSError, ValueError) as error:
-            raise BenchError(f"cannot read {self.npz_path}: {error}") from None
+    def per_sequence(self) -> dict[str, np.ndarray]:
+        return results.read_per_sequence(self.npz_path)
+
+    @cached_property
+    def summary(self) -> dict[str, float]:
+        """10-step values (mean of the per-step means) and their standard errors over sequences."""
+        return results.ten_step_summary(self.per_sequence)
+
+    @cached_property
+    def examples(self) -> dict[str, np.ndarray]:
+        """The saved qualitative examples (``examples_index``, ``_context``, ``_target``, ``_pred``)."""
+        with np.load(self.npz_path) as npz:
+            return {key: npz[key] for key in npz.files if key.startswith("examples_")}
 
     def mean(self, metric: str) -> float:
-        """The 10-step value: the mean of the per-step means."""
-        return float(np.mean(self.curves[metric]))
-
-    def sequence_means(self, metric: str) -> np.ndarray | None:
-        """Per-sequence means over the steps (infinite entries dropped), or None without the ``.npz``."""
-        values = self.arrays.get(metric)
-        if values is None:
-            return None
-        values = np.where(np.isfinite(values), values, np.nan)
-        counts = np.isfinite(values).sum(axis=1)
-        return np.where(counts > 0, np.nansum(values, axis=1) / np.maximum(counts, 1), np.nan)
+        return self.summary[metric]
 
     def se(self, metric: str) -> float:
-        """Standard error of the 10-step value over test sequences (NaN without the ``.npz``)."""
-        means = self.sequence_means(metric)
-        return math.nan if means is None else float(finite_mean(means)[1])
+        return self.summary[f"{metric}_se"]
+
+    def sequence_means(self, metric: str) -> np.ndarray:
+        """Per-sequence means over the steps, infinite values dropped (NaN where all are infinite)."""
+        values = self.per_sequence[metric]
+        finite = np.isfinite(values)
+        counts = finite.sum(axis=1)
+        return np.where(counts > 0, np.where(finite, values, 0).sum(axis=1) / np.maximum(counts, 1), np.nan)
 
     @property
     def preset(self) -> str:
@@ -104,8 +104,9 @@ def read_curves(path: Path) -> dict[str, np.ndarray]:
         raise BenchError(f"cannot read {path}: {error.strerror}") from None
     if not rows or set(CSV_COLUMNS) - set(rows[0]):
         raise BenchError(f"{path} is not a per-step results file: it needs the columns {', '.join(CSV_COLUMNS)}")
+    columns = [key for key in rows[0] if key in CSV_COLUMNS or key == "psnr_inf"]
     try:
-        curves = {key: np.array([float(row[key]) for row in rows]) for key in CSV_COLUMNS}
+        curves = {key: np.array([float(row[key]) for row in rows]) for key in columns}
     except (TypeError, ValueError):
         raise BenchError(f"{path} has a value that is not a number") from None
     if not np.array_equal(curves["step"], np.arange(1, len(rows) + 1)):
@@ -113,26 +114,18 @@ def read_curves(path: Path) -> dict[str, np.ndarray]:
     return curves
 
 
-def load_results(results_dir: str | Path, exclude: tuple[Path, ...] = ()) -> list[Cell]:
-    """Every ``<dataset>/<method>.csv`` under ``results_dir`` (not ``reference/``, ``report/`` or ``exclude``)."""
+def load_results(results_dir: str | Path) -> list[Cell]:
+    """Every complete cell (``<dataset>/<method>.csv|.npz|.json``) under ``results_dir``, in the paper's order."""
     root = Path(results_dir)
     if not root.is_dir():
         raise BenchError(f"results directory {root} does not exist; run `bench run` first or pass --results-dir")
-    skipped = {(root / name).resolve() for name in SKIPPED_DIRS} | {Path(p).resolve() for p in exclude}
-    cells = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.resolve() not in skipped):
-        for path in sorted(folder.glob("*.csv")):
-            meta_path, npz_path = path.with_suffix(".json"), path.with_suffix(".npz")
-            meta = {}
-            if meta_path.exists():
-                try:
-                    meta = json.loads(meta_path.read_text())
-                except (OSError, ValueError) as error:
-                    raise BenchError(f"cannot read {meta_path}: {error}") from None
-            cells.append(Cell(folder.name, path.stem, read_curves(path), meta, npz_path if npz_path.exists() else None))
-    if not cells:
-        raise BenchError(f"no results under {root}: expected <dataset>/<method>.csv files written by `bench run`")
-    return sorted(cells, key=lambda c: (order_key(c.dataset, DATASET_ORDER), order_key(c.method, METHOD_ORDER)))
+    found = []
+    for dataset, method in results.cells(root):
+        paths = results.cell_paths(root, dataset, method)
+        found.append(Cell(dataset, method, read_curves(paths["csv"]), results.read_metadata(paths["json"]), paths["npz"]))
+    if not found:
+        raise BenchError(f"no results under {root}: expected <dataset>/<method>.csv|.npz|.json written by `bench run`")
+    return sorted(found, key=lambda c: (order_key(c.dataset, DATASET_ORDER), order_key(c.method, METHOD_ORDER)))
 
 
 def order_key(name: str, order: tuple[str, ...]) -> tuple[int, str]:
@@ -193,11 +186,11 @@ def best_method(cells: list[Cell], metric: str) -> Cell:
     return min(cells, key=lambda c: (sign * c.mean(metric), order_key(c.method, METHOD_ORDER)))
 
 
-def paired_p(best: np.ndarray | None, other: np.ndarray | None) -> tuple[int, float]:
-    """(pairs used, two-sided Wilcoxon signed-rank p); NaN when the arrays are missing or unpaired."""
+def paired_p(best: np.ndarray, other: np.ndarray) -> tuple[int, float]:
+    """(pairs used, two-sided Wilcoxon signed-rank p); NaN when the arrays are unpaired (different lengths)."""
     from scipy.stats import wilcoxon
 
-    if best is None or other is None or best.shape != other.shape:
+    if best.shape != other.shape:
         return 0, math.nan
     keep = np.isfinite(best) & np.isfinite(other)
     diff = best[keep] - other[keep]
@@ -428,7 +421,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None, pap
 
     root = Path(results_dir)
     out = Path(out_dir) if out_dir is not None else root / "report"
-    cells = load_results(root, exclude=(out,))
+    cells = load_results(root)
     datasets = datasets_of(cells)
     comparisons = significance(cells)
     rows = table_rows(cells, comparisons, paper)
@@ -437,7 +430,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None, pap
 
     def text(name: str, content: str) -> None:
         written.append(out / name)
-        _atomic_write(out / name, content)
+        results.atomic_write(out / name, content.encode())
 
     with tqdm(total=3 + len(datasets), desc="report", unit="part", disable=not progress) as bar:
         text("table2.csv", table_csv(rows, datasets))
@@ -457,8 +450,3 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None, pap
             bar.update()
     return written
 
-
-def _atomic_write(path: Path, content: str) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(content)
-    temp.replace(path)

@@ -1,13 +1,11 @@
 """Synthetic result files in the layout `bench run` writes, for the report and check tests."""
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 import numpy as np
 
-from bench.metrics import finite_mean
+from bench import results
 
 FRAME_SHAPES = {"mmnist": (1, 64, 64), "kth": (1, 64, 80), "ucf101": (3, 64, 80)}
 
@@ -21,29 +19,29 @@ def per_sequence(quality: float, n: int = 40, seed: int = 0) -> dict[str, np.nda
     return {"mse": mse, "psnr": 10 * np.log10(1 / mse), "dssim": dssim}
 
 
+def moving_square(shape: tuple[int, int, int], start: int, steps: int = 10, shift: int = 0) -> np.ndarray:
+    """uint8 ``(steps, C, H, W)``: a bright 12-pixel square moving 3 pixels right per frame."""
+    c, h, w = shape
+    frames = np.full((steps, c, h, w), 20, np.uint8)
+    for t in range(steps):
+        left = (3 * (start + t) + shift) % (w - 12)
+        frames[t, :, h // 2 - 6:h // 2 + 6, left:left + 12] = 230
+    return frames
+
+
 def write_cell(root: Path, dataset: str, method: str, arrays: dict[str, np.ndarray], costs: dict | None = None,
-               examples: int = 2, preset: str = "tiny", npz: bool = True) -> None:
-    """``root/<dataset>/<method>.csv|.json|.npz`` from per-sequence arrays (and example frames)."""
-    folder = root / dataset
-    folder.mkdir(parents=True, exist_ok=True)
-    stats = {m: finite_mean(arrays[m]) for m in ("mse", "psnr", "dssim")}
-    with open(folder / f"{method}.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["step", "mse", "mse_se", "psnr", "psnr_se", "dssim", "dssim_se", "n"])
-        for k in range(arrays["mse"].shape[1]):
-            writer.writerow([k + 1, *(repr(float(stats[m][i][k])) for m in ("mse", "psnr", "dssim") for i in (0, 1)),
-                             int(stats["mse"][2][k])])
-    meta = {"method": method, "preset": preset, "costs": costs or {}}
-    (folder / f"{method}.json").write_text(json.dumps(meta))
-    if npz:
-        c, h, w = FRAME_SHAPES.get(dataset, (1, 64, 64))
-        rng = np.random.default_rng(7)  # the same context and targets for every method
-        index = np.array([3, 11, 29][:examples])
-        context = rng.integers(0, 256, size=(examples, 10, c, h, w), dtype=np.uint8)
-        target = rng.integers(0, 256, size=(examples, 10, c, h, w), dtype=np.uint8)
-        pred = np.full_like(target, sum(map(ord, method)) % 256)
-        np.savez(folder / f"{method}.npz", **arrays, examples_index=index, examples_context=context,
-                 examples_target=target, examples_pred=pred)
+               examples: int = 2, preset: str = "tiny") -> None:
+    """``root/<dataset>/<method>.csv|.npz|.json`` through the harness's own writer."""
+    shape = FRAME_SHAPES.get(dataset, (1, 64, 64))
+    index = np.array([3, 11, 29][:examples])
+    shift = sum(map(ord, method)) % 5  # each method's prediction drifts from the truth by its own offset
+    frames = {
+        "examples_index": index,
+        "examples_context": np.stack([moving_square(shape, i) for i in index]),
+        "examples_target": np.stack([moving_square(shape, i + 10) for i in index]),
+        "examples_pred": np.stack([moving_square(shape, i + 10, shift=shift) for i in index]),
+    }
+    results.write_cell(root, dataset, method, arrays, frames, {"method": method, "preset": preset, "costs": costs or {}})
 
 
 def write_grid(root: Path, datasets=("mmnist", "kth", "ucf101"),

@@ -22,8 +22,8 @@ COMMITTED = Path(__file__).parents[1] / "results" / "reference"
 def dirs(tmp_path):
     """A results folder with two cells and a reference made from it."""
     results, reference = tmp_path / "results", tmp_path / "results" / "reference"
-    write_cell(results, "mmnist", "baseline", per_sequence(1.0, n=20), npz=False)
-    write_cell(results, "kth", "frnn", per_sequence(2.0, n=20), npz=False)
+    write_cell(results, "mmnist", "baseline", per_sequence(1.0, n=20))
+    write_cell(results, "kth", "frnn", per_sequence(2.0, n=20))
     update_reference(results, reference)
     return results, reference
 
@@ -74,7 +74,7 @@ def test_psnr_tolerance_is_absolute_by_default(dirs):
 
 def test_missing_reference_and_missing_result_are_reported(dirs):
     results, reference = dirs
-    write_cell(results, "ucf101", "frnn", per_sequence(2.0, n=20), npz=False)
+    write_cell(results, "ucf101", "frnn", per_sequence(2.0, n=20))
     shutil.rmtree(results / "mmnist")
     result = check("--results-dir", str(results), "--reference", str(reference))
     assert result.exit_code == 1
@@ -84,7 +84,7 @@ def test_missing_reference_and_missing_result_are_reported(dirs):
 
 def test_a_changed_test_set_is_reported(dirs):
     results, reference = dirs
-    write_cell(results, "kth", "frnn", per_sequence(2.0, n=19), npz=False)
+    write_cell(results, "kth", "frnn", per_sequence(2.0, n=19))
     problems = compare(results, reference).problems
     assert problems == ["kth/frnn: scored on 19 test sequences, the reference on 20"]
 

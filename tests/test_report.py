@@ -13,7 +13,7 @@ from bench import figures
 from bench.cli import main
 from bench.errors import BenchError
 from bench.report import (
-    Cell, datasets_of, holm, load_results, methods_of, paired_p, paper_curves, paper_table, significance,
+    datasets_of, holm, load_results, methods_of, paired_p, paper_curves, paper_table, significance,
     table_csv, table_latex, table_markdown, table_rows,
 )
 from synthetic_results import per_sequence, write_cell, write_grid
@@ -63,7 +63,7 @@ def test_wilcoxon_and_holm_by_hand():
     n, p = paired_p(best, best + np.linspace(1e-3, 2e-3, 40))  # all 40 differences negative, no ties
     assert n == 40 and p == pytest.approx(2 * 0.5**40)  # the exact two-sided p: 2 / 2**40
     assert paired_p(best, best.copy()) == (40, 1.0)
-    assert math.isnan(paired_p(best, best[:30])[1]) and math.isnan(paired_p(best, None)[1])
+    assert math.isnan(paired_p(best, best[:30])[1])  # unpaired: different test sets
     adjusted = holm([0.01, 0.04, math.nan, 0.03])
     assert adjusted[:2] == pytest.approx([0.03, 0.06]) and math.isnan(adjusted[2]) and adjusted[3] == pytest.approx(0.06)
 
@@ -179,12 +179,13 @@ def test_example_strips_one_row_per_method(tmp_path):
 
 
 def test_report_command_on_one_dataset_and_one_method(tmp_path):
-    write_cell(tmp_path / "results", "kth", "frnn", per_sequence(1.0), npz=False)
+    write_cell(tmp_path / "results", "kth", "frnn", per_sequence(1.0))
     result = CliRunner().invoke(main, ["report", "--results-dir", str(tmp_path / "results"), "--paper"])
     assert result.exit_code == 0, result.output
     out = tmp_path / "results" / "report"
     assert {p.name for p in out.iterdir()} == {
-        "table2.csv", "table2.md", "table2.tex", "significance.csv", "fig2.png", "fig2.pdf"}
+        "table2.csv", "table2.md", "table2.tex", "significance.csv", "fig2.png", "fig2.pdf", "strips"}
+    assert sorted(p.name for p in (out / "strips").iterdir()) == ["kth_11.png", "kth_3.png"]
     table = (out / "table2.md").read_text()
     assert "| frnn [tiny] | **" in table and "| frnn (paper) | *0.00175*" in table
     assert (out / "significance.csv").read_text().splitlines() == ["dataset,metric,best,method,n,p,p_holm,significant"]
@@ -209,7 +210,7 @@ def test_report_command_on_the_full_grid(tmp_path):
 def test_clear_errors(tmp_path):
     result = CliRunner().invoke(main, ["report", "--results-dir", str(tmp_path / "nowhere")])
     assert result.exit_code == 1 and "does not exist" in result.output
-    (tmp_path / "mmnist").mkdir()
+    write_cell(tmp_path, "mmnist", "frnn", per_sequence(1.0))
     (tmp_path / "mmnist" / "frnn.csv").write_text("step,mse\n1,0.1\n")
     result = CliRunner().invoke(main, ["report", "--results-dir", str(tmp_path)])
     assert result.exit_code == 1 and "frnn.csv is not a per-step results file" in result.output
@@ -218,9 +219,8 @@ def test_clear_errors(tmp_path):
         load_results(tmp_path / "mmnist")
 
 
-def test_cell_without_npz_has_no_se_and_no_test(tmp_path):
-    write_cell(tmp_path, "mmnist", "baseline", per_sequence(1.0), npz=False)
+def test_incomplete_cells_are_not_read(tmp_path):
+    write_cell(tmp_path, "mmnist", "baseline", per_sequence(1.0))
     write_cell(tmp_path, "mmnist", "frnn", per_sequence(2.0))
-    cells = load_results(tmp_path)
-    assert isinstance(cells[0], Cell) and math.isnan(cells[0].se("mse"))
-    assert all(math.isnan(c.p) for c in significance(cells))
+    (tmp_path / "mmnist" / "frnn.json").unlink()  # the JSON is written last: a run stopped before it
+    assert [c.method for c in load_results(tmp_path)] == ["baseline"]
