@@ -10,9 +10,9 @@ columns of ``bench profile``):
   :mod:`torch.utils.flop_counter` (:class:`FlopCount`): matrix products and convolutions only, at
   **2 FLOPs per multiply-add** (MACs = FLOPs / 2); elementwise ops, activations and pooling count 0.
 * ``predict_peak_bytes`` / ``train_peak_bytes``: the most memory held during the call: the
-  method's parameters, buffers and optimizer state, the input, and the peak of the tensors
-  allocated during the call (activations, gradients). On CUDA the dynamic part is the caching
-  allocator's peak (``memory_source = "cuda allocator"``) and the tracker's figures are kept as
+  method's parameters and buffers (and, for training, its optimizer state), the input, and the peak
+  of the tensors allocated during the call (activations, gradients). On CUDA that peak is the
+  caching allocator's (``memory_source = "cuda allocator"``) and the tracker's figures are kept as
   ``*_peak_bytes_tracked`` for a cross-check; elsewhere it comes from :class:`LiveBytes`, a
   deterministic tracker of live tensor storages.
 * ``latency_ms_median`` / ``latency_ms_iqr``: warmed-up ``predict`` calls at ``batch_size``
@@ -20,9 +20,12 @@ columns of ``bench profile``):
 * ``device``, ``dtype``, ``batch_size``, ``context_frames``, ``horizon``: what they were measured with.
 
 On the ``meta`` device nothing is computed: FLOPs, parameters and tracked memory are exact (they
-depend on shapes only), timings are ``None``. That profiles the ``paper`` presets in seconds on a
-laptop. Values read from meta tensors (``loss.item()``) are 1 and counted in ``meta_value_reads``; a
-method that branches on them (a GAN's switching rule) is measured on whichever branch that picks. Training is measured on a deep copy, so the method's weights and the global RNG are untouched.
+depend on shapes only) and timings are ``None``, so the ``paper`` presets profile on any CPU in a
+minute. Values read from meta tensors (``loss.item()``) are 1 and counted in ``meta_value_reads``:
+a method that branches on them (a GAN's switching rule) is measured on whichever branch 1 picks.
+
+Training is measured on a deep copy, so the method's weights, optimizer state and the global RNG
+are untouched.
 """
 from __future__ import annotations
 
@@ -196,29 +199,38 @@ def measure_costs(
     device: str | torch.device | None = None,
     repeats: int = 5,
     train_steps: int = 2,
+    train_batch_size: int | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """The costs of ``method`` (on ``device``, default the method's own) as a flat dict; see the module.
 
-    Each of ``predict`` and ``training_step`` runs once to warm up, once under the FLOP counter and
-    memory tracker, then ``repeats`` (``train_steps``) timed times.
+    ``predict`` runs on ``batch_size`` sequences once under the FLOP counter and memory tracker,
+    then ``repeats`` timed times; ``training_step`` runs on ``train_batch_size`` (default
+    ``batch_size``) clips once measured, then ``train_steps`` timed times (0: not timed). On CUDA
+    each is first run once more to warm up (allocator, cuDNN/cuBLAS set-up); on ``meta`` nothing is timed.
     """
-    if batch_size < 1 or repeats < 1 or train_steps < 1:
+    train_batch_size = train_batch_size or batch_size
+    if min(batch_size, train_batch_size, repeats) < 1 or train_steps < 0:
         raise BenchError(
-            f"profiling needs batch size, repeats and train steps >= 1, got {batch_size}, {repeats}, {train_steps}"
+            f"profiling needs batch sizes and repeats >= 1 and train steps >= 0, got batch {batch_size}, "
+            f"train batch {train_batch_size}, repeats {repeats}, train steps {train_steps}"
         )
     device = torch.device(device) if device is not None else method.device
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     floats = [p.dtype for p in method.parameters() if p.is_floating_point()]
     dtype = floats[0] if floats else torch.float32
-    clip = torch.rand(batch_size, CLIP, *method.frame_shape, generator=torch.Generator().manual_seed(seed))
-    clip = clip.to(device, dtype)
+    generator = torch.Generator().manual_seed(seed)
+    context, clip = (
+        torch.rand(batch, length, *method.frame_shape, generator=generator).to(device, dtype)
+        for batch, length in ((batch_size, CONTEXT), (train_batch_size, CLIP))
+    )
     costs: dict[str, Any] = {
         "params": count_params(method),
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
         "batch_size": batch_size,
+        "train_batch_size": train_batch_size,
         "context_frames": CONTEXT,
         "horizon": HORIZON,
         "memory_source": "cuda allocator" if device.type == "cuda" else "live tensor tracker",
@@ -228,7 +240,7 @@ def measure_costs(
     with ExitStack() as stack:
         stack.enter_context(torch.random.fork_rng(devices=[device.index] if device.type == "cuda" else []))
         scalars = stack.enter_context(_MetaScalars()) if device.type == "meta" else None
-        costs.update(_predict_costs(method, clip[:, :CONTEXT].clone(), device, repeats))
+        costs.update(_predict_costs(method, context, device, repeats))
         costs.update(_train_costs(method, clip, device, train_steps))
     if scalars is not None:
         costs["meta_value_reads"] = scalars.reads
@@ -243,7 +255,8 @@ def _predict_costs(method: Method, context: torch.Tensor, device: torch.device, 
             def call():
                 method.predict(context, HORIZON)
 
-            call()
+            if device.type == "cuda":
+                call()
             static = held_bytes(*method.parameters(), *method.buffers(), context)
             with _measure(device) as measured:
                 call()
@@ -270,9 +283,14 @@ def _train_costs(method: Method, clip: torch.Tensor, device: torch.device, steps
     trainee = copy.deepcopy(method).train()
 
     def step():
-        trainee.training_step(clip)
+        try:
+            trainee.training_step(clip)
+        except BenchError as error:
+            raise BenchError(f"cannot profile a training step of {method.name!r} on {len(clip)} clip(s) "
+                             f"(a larger train batch size may help): {error}") from None
 
-    step()
+    if device.type == "cuda":
+        step()
     for param in trainee.parameters():
         param.grad = None
     static = held_bytes(*_state_tensors(trainee), clip)
