@@ -36,16 +36,19 @@ TABLE = [
 @click.option("--device", default="auto", show_default=True,
               help="auto, cpu, cuda, cuda:N, or meta (FLOPs, parameters and memory only, computed from shapes).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Sequences per predict call and per training step (predict FLOPs are given per sequence).")
+              help="Sequences per predict call (predict FLOPs are given per sequence).")
+@click.option("--train-batch-size", type=click.IntRange(min=1), default=None,
+              help="Clips per training step (default: --batch-size; Mathieu needs 2 or more).")
 @click.option("--repeats", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Timed predict calls (after one warm-up call).")
-@click.option("--train-steps", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Timed training steps (after one warm-up step).")
+              help="Timed predict calls (after the measured one).")
+@click.option("--train-steps", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Timed training steps (after the measured one; 0: training is not timed).")
 @method_settings_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for initialisation and inputs.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CSV to write (default: results/profile_<dataset>_<preset>.csv).")
-def command(methods, dataset, preset, device, batch_size, repeats, train_steps, method_settings, seed, out):
+def command(methods, dataset, preset, device, batch_size, train_batch_size, repeats, train_steps, method_settings,
+            seed, out):
     """Measure what METHODS cost on DATASET's frame shape: parameters, FLOPs and MACs of one
     predict(10 -> 10) and one training step, peak memory, predict latency and training speed."""
     preset, why = choose_preset(preset)
@@ -59,7 +62,8 @@ def command(methods, dataset, preset, device, batch_size, repeats, train_steps, 
         with torch.device(device):
             method = get_method(name, frame_shape, preset, **overrides)
         method.to(device)
-        costs = measure_costs(method, batch_size, device, repeats=repeats, train_steps=train_steps, seed=seed)
+        costs = measure_costs(method, batch_size, device, repeats=repeats, train_steps=train_steps,
+                              train_batch_size=train_batch_size, seed=seed)
         rows.append({"dataset": dataset, "method": name, "preset": preset,
                      "frame_shape": "x".join(map(str, frame_shape)), **costs})
         del method
@@ -67,9 +71,9 @@ def command(methods, dataset, preset, device, batch_size, repeats, train_steps, 
     atomic_write(out, _csv(rows).encode())
     first = rows[0]
     click.echo(
-        f"{dataset} frames {first['frame_shape']}, preset {preset}, device {first['device']}, "
-        f"{first['dtype']}, batch {batch_size}; FLOPs = 2 per multiply-add (matmul and conv only), "
-        f"predict = 10 -> 10 frames per sequence, train = one step; memory: {first['memory_source']}"
+        f"{dataset} frames {first['frame_shape']}, preset {preset}, device {first['device']}, {first['dtype']}, "
+        f"batch {batch_size}, training batch {first['train_batch_size']}. FLOPs: 2 per multiply-add of matmuls "
+        f"and convs; predict: 10 -> 10 frames of one sequence; train: one step. Memory: {first['memory_source']}."
     )
     click.echo(format_table(rows))
     for row in rows:
