@@ -130,8 +130,7 @@ def train(
         _to_device(method, dev)
         start = 0
         if previous is not None:
-            ckpt.restore(method, previous, path)
-            _to_device(method, dev)
+            ckpt.restore(method, previous, path)  # load_state_dict copies onto the method's device
             start = previous["step"]
             note = f"; --init-from {init_from} applies only to a new run" if init_from else ""
             echo(f"Resuming {method_name} ({preset}) from {path} at step {start}{note}.")
