@@ -20,7 +20,7 @@ Moving MNIST, which the authors never trained on: their KTH script is their only
 setup (our choice).
 
 Presets: ``paper`` is the released topology (gf = df = 64) and KTH budget (100k iterations of
-batch 8); ``small`` shrinks the widths to gf = df = 16 and the budget to 500 iterations of batch 8
+batch 8); ``small`` shrinks the widths to gf = df = 16 and the budget to 300 iterations of batch 8
 (about 20 minutes on one free CPU core, far short of the authors' 100k); ``tiny`` (gf = df = 4,
 5 iterations) is for tests.
 
@@ -223,7 +223,7 @@ class MCnet(Method):
     presets = {
         "paper": {"steps": 100_000, "batch_size": 8, "gf": 64, "df": 64, "lr": 1e-4, "beta1": 0.5,
                   "alpha": 1.0, "beta": "auto", "margin": 0.3},
-        "small": {"steps": 500, "batch_size": 8, "gf": 16, "df": 16, "lr": 1e-4, "beta1": 0.5,
+        "small": {"steps": 300, "batch_size": 8, "gf": 16, "df": 16, "lr": 1e-4, "beta1": 0.5,
                   "alpha": 1.0, "beta": "auto", "margin": 0.3},
         "tiny": {"steps": 5, "batch_size": 2, "gf": 4, "df": 4, "lr": 1e-4, "beta1": 0.5,
                  "alpha": 1.0, "beta": "auto", "margin": 0.3},
