@@ -1,6 +1,8 @@
 """MCnet (methods/villegas.py): structure, prediction scheme, losses and the D/G switching rule."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -157,7 +159,24 @@ def test_first_step_reuses_last_observed_difference():
     assert len(lstm_calls) == (CONTEXT - 1) + (CONTEXT - 1) + 2  # then one LSTM step per further prediction
 
 
+def test_convlstm_forget_bias_and_gate_order():
+    cell = make().generator.lstm
+    torch.nn.init.zeros_(cell.conv.weight)
+    torch.nn.init.zeros_(cell.conv.bias)
+    x = torch.zeros(1, 16, 8, 8)
+    c = torch.ones_like(x)
+    with torch.no_grad():
+        h, (c_new, _) = cell(x, (c, torch.zeros_like(x)))
+        # all pre-activations 0: c' = c * sigmoid(0 + 1) + sigmoid(0) * tanh(0), h' = tanh(c') * sigmoid(0)
+        assert torch.allclose(c_new, torch.full_like(x, 1 / (1 + math.exp(-1))))
+        assert torch.allclose(h, 0.5 * torch.tanh(c_new))
+        cell.conv.bias[32:48] = -1.0  # the third quarter is the forget gate: sigmoid(-1 + 1) = 0.5
+        _, (c_new, _) = cell(x, (c, torch.zeros_like(x)))
+    assert torch.allclose(c_new, torch.full_like(x, 0.5))
+
+
 def test_rgb_differences_are_luminance():
+    assert make((3, 64, 80)).generator.motion.stages[0][0].in_channels == 1  # motion sees one gray channel
     frames = torch.rand(2, 3, 3, 8, 8)
     expected = 0.2989 * frames[:, :, 0] + 0.5870 * frames[:, :, 1] + 0.1140 * frames[:, :, 2]
     assert torch.allclose(gray(frames)[:, :, 0], expected)
