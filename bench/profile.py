@@ -281,6 +281,7 @@ def _train_costs(method: Method, clip: torch.Tensor, device: torch.device, steps
     if not method.trainable:
         return dict.fromkeys(keys + (["train_peak_bytes_tracked"] if device.type == "cuda" else []))
     trainee = copy.deepcopy(method).train()
+    _state_to_params(trainee)
 
     def step():
         try:
@@ -306,6 +307,16 @@ def _train_costs(method: Method, clip: torch.Tensor, device: torch.device, steps
     if device.type == "cuda":
         costs["train_peak_bytes_tracked"] = static + measured.tracked
     return costs
+
+
+def _state_to_params(method: Method) -> None:
+    """Put optimizer state next to its parameter (``Module.to`` leaves it behind); scalar step
+    counters stay where they are, as ``torch.optim`` expects."""
+    for optimizer in method.optimizers.values():
+        for param, state in optimizer.state.items():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0:
+                    state[key] = value.to(param.device)
 
 
 def _iqr(values: list[float]) -> float:

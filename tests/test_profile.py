@@ -35,10 +35,11 @@ class OneConv(Method):
         return torch.stack(frames, 1)
 
     def training_step(self, clip):
-        self.optimizers["sgd"].zero_grad()
+        (optimizer,) = self.optimizers.values()
+        optimizer.zero_grad()
         loss = (self.predict(clip[:, :10], 10) - clip[:, 10:]).abs().mean()
         loss.backward()
-        self.optimizers["sgd"].step()
+        optimizer.step()
         return {"l1": loss.item()}
 
 
@@ -139,6 +140,17 @@ def test_profiling_leaves_weights_optimizer_and_rng_untouched():
     assert all(torch.equal(before[key], value) for key, value in method.state_dict().items())
     assert not method.optimizers["sgd"].state and method.conv.weight.grad is None
     assert method.training  # the mode it had
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_optimizer_state_left_on_the_cpu_follows_the_parameters():
+    method = toy()
+    method.optimizers = {"adam": torch.optim.Adam(method.parameters())}
+    method.training_step(torch.rand(2, 20, *SHAPE))
+    method.to("cuda")  # Module.to leaves the optimizer state on the CPU
+    costs = measure_costs(method, repeats=1, train_steps=1)
+    assert costs["train_flops"] == conv_flops(2, 2, 3, 12, 16) * 29
+    assert method.optimizers["adam"].state[method.conv.weight]["exp_avg"].device.type == "cpu"  # untouched
 
 
 def test_training_takes_its_own_batch_and_may_go_untimed():
