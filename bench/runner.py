@@ -21,6 +21,7 @@ from . import __version__, metrics
 from .dataset import Dataset
 from .errors import BenchError
 from .method import Method
+from .profile import measure_costs
 
 CONTEXT, HORIZON = 10, 10
 N_EXAMPLES = 4
@@ -87,6 +88,8 @@ def evaluate(
     if total == 0:
         raise BenchError(f"dataset {dataset.name!r} has no test clips (check its data folder {dataset.data_dir})")
     method.to(device).eval()
+    # cheap: predict timed twice, training measured once (batch 2: Mathieu's minimum) and not timed
+    costs = measure_costs(method, device=device, repeats=2, train_steps=0, train_batch_size=2)
     example_index = np.unique(np.linspace(0, total - 1, min(N_EXAMPLES, total)).round().astype(int))
     scores: dict[str, list[np.ndarray]] = {name: [] for name in ("mse", "psnr", "dssim")}
     examples: dict[str, list[np.ndarray]] = {"examples_context": [], "examples_target": [], "examples_pred": []}
@@ -143,7 +146,7 @@ def evaluate(
         "versions": _versions(),
         "git_commit": _git_commit(),
         "wall_seconds": {"evaluate": time.perf_counter() - started, "predict": predict_seconds},
-        "costs": {"params": sum(p.numel() for p in method.parameters() if p.requires_grad)},
+        "costs": costs,
         **(metadata or {}),
     }
     return EvalResult(per_sequence, example_arrays, meta)
