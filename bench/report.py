@@ -213,7 +213,7 @@ def holm(pvalues: list[float]) -> list[float]:
 
 def significance(cells: list[Cell]) -> list[Comparison]:
     """Paired tests of the best method against each other one, per dataset and metric."""
-    results = []
+    found = []
     for dataset in datasets_of(cells):
         group = [c for c in cells if c.dataset == dataset]
         for metric in METRICS:
@@ -226,8 +226,8 @@ def significance(cells: list[Cell]) -> list[Comparison]:
                 family.append(Comparison(dataset, metric, best.method, other.method, n, p))
             for comparison, adjusted in zip(family, holm([c.p for c in family])):
                 comparison.p_holm = adjusted
-            results.extend(family)
-    return results
+            found.extend(family)
+    return found
 
 
 # --- tables -----------------------------------------------------------------------------------------
