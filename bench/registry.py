@@ -3,12 +3,15 @@
 Built-in plugins are the modules of a package (``bench.methods``, ``bench.datasets``); they are
 imported lazily on the first lookup, so adding a plugin is one new file. Third-party packages
 register through an entry-point group (``bench.methods``, ``bench.datasets``) whose entries point
-at plugin classes (or at modules that register on import).
+at plugin classes (or at modules that register on import). Local, uninstalled plugin modules are
+named in ``$BENCH_PLUGINS`` (comma-separated module names, importable from ``sys.path``); being an
+environment variable, it reaches worker processes and Dask workers too.
 """
 from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import pkgutil
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
@@ -58,6 +61,11 @@ class Registry(Generic[T]):
             loaded = entry.load()
             if isinstance(loaded, type) and entry.name not in self._classes:
                 self.register(entry.name)(loaded)
+        for name in filter(None, (part.strip() for part in os.environ.get("BENCH_PLUGINS", "").split(","))):
+            try:
+                importlib.import_module(name)
+            except ImportError as error:
+                raise BenchError(f"cannot import plugin module {name!r} named in $BENCH_PLUGINS: {error}") from None
 
     def names(self) -> list[str]:
         self._load()
