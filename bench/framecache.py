@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 FORMAT_VERSION = 1
+HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
 class FrameCache:
@@ -42,6 +43,22 @@ class FrameCache:
             return np.load(self.path(source), mmap_mode="r")
         except (OSError, ValueError):
             return None
+
+    def frames(self, source: str | os.PathLike) -> int | None:
+        """The number of frames cached for ``source`` (from the entry's header, without mapping it),
+        or None when the entry is absent or not a complete uint8 array."""
+        try:
+            entry = self.path(source)
+            with open(entry, "rb") as file:
+                version = np.lib.format.read_magic(file)
+                read_header = HEADER_READERS.get(version)
+                if read_header is None:
+                    return None
+                shape, _, dtype = read_header(file)
+                complete = dtype == np.uint8 and file.tell() + int(np.prod(shape)) == entry.stat().st_size
+        except (OSError, ValueError):
+            return None
+        return shape[0] if complete and shape else None
 
     def load(self, source: str | os.PathLike, build: Callable[[Path], np.ndarray]) -> np.ndarray:
         """The cached array for ``source``, made with ``build(source)`` and stored first when missing."""

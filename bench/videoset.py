@@ -106,11 +106,11 @@ class VideoDataset(Dataset):
             if item.path is None:
                 failures.append(f"video file for {item.name} is missing from {self.data_dir}")
                 continue
-            cached = cache.get(item.path)
-            if cached is None:
+            count = cache.frames(item.path)
+            if count is None:
                 todo.append(item)
             else:
-                entries[item.name] = (cache.path(item.path), len(cached))
+                entries[item.name] = (cache.path(item.path), count)
         if todo:
             results = joblib.Parallel(n_jobs=jobs, prefer="threads", return_as="generator")(
                 joblib.delayed(_prepare_one)(self, item.path, check_only) for item in todo
@@ -206,11 +206,13 @@ class WindowClips(ClipSet):
 
     def __init__(self, entries: list[Path], pieces: list[tuple[int, int, int]], length: int,
                  stride: int, every: int, crop: int, width: int):
-        self.entries, self.pieces = entries, pieces
+        self.entries = entries
         self.length, self.stride, self.every, self.crop, self.width = length, stride, every, crop, width
+        table = np.array(pieces, dtype=np.int64).reshape(-1, 3)
+        self.piece_entry, self.piece_first = table[:, 0], table[:, 1]
         span = (length - 1) * every + 1
-        counts = [max(0, (frames - span) // stride + 1) for _, _, frames in pieces]
-        self.starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+        counts = np.maximum(0, (table[:, 2] - span) // stride + 1)
+        self.starts = np.concatenate([[0], np.cumsum(counts)])
         self._open: OrderedDict[int, np.ndarray] = OrderedDict()
         self.frame_size = self._array(0).shape[1:3] if entries else (0, 0)  # (C, H)
 
@@ -223,17 +225,16 @@ class WindowClips(ClipSet):
         return self.batch([index % len(self)])[0]
 
     def batch(self, indices: Sequence[int]) -> np.ndarray:
-        indices = np.asarray(indices, dtype=np.int64)
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
             raise IndexError(f"clip indices must lie in [0, {len(self)}), got {indices.min()}..{indices.max()}")
-        pieces = np.searchsorted(self.starts, indices, side="right") - 1
-        starts = indices - self.starts[pieces]
+        piece = np.searchsorted(self.starts, indices, side="right") - 1
+        entry = self.piece_entry[piece]
+        first = self.piece_first[piece] + (indices - self.starts[piece]) * self.stride
         out = np.empty((len(indices), self.length, *self.frame_size, self.width), np.uint8)
-        span = (self.length - 1) * self.every + 1
-        for row, (piece, offset) in enumerate(zip(pieces.tolist(), starts.tolist())):
-            entry, first, _ = self.pieces[piece]
-            start = first + offset * self.stride
-            out[row] = self._array(entry)[start:start + span:self.every, ..., self.crop:self.crop + self.width]
+        span, columns = (self.length - 1) * self.every + 1, slice(self.crop, self.crop + self.width)
+        for row, (video_index, start) in enumerate(zip(entry.tolist(), first.tolist())):
+            out[row] = self._array(video_index)[start:start + span:self.every, ..., columns]
         return out
 
     def _array(self, entry: int) -> np.ndarray:
