@@ -77,8 +77,8 @@ def fig2(cells: list[Cell], paper: bool = False) -> Figure:
 
 def cost_scatter(cells: list[Cell]) -> Figure | None:
     """PSNR against predict FLOPs and peak memory; None when no result carries costs."""
-    axes_spec = (("flops_predict", 1e9, "GFLOPs of predict(10 → 10)"),
-                 ("peak_memory_predict_bytes", 2**20, "peak memory of predict (MiB)"))
+    axes_spec = (("predict_flops", 1e9, "GFLOPs of predict(10 → 10)"),
+                 ("predict_peak_bytes", 2**20, "peak memory of predict (MiB)"))
     if not any(math.isfinite(c.cost(key)) for c in cells for key, *_ in axes_spec):
         return None
     datasets, colors = datasets_of(cells), method_colors(methods_of(cells))

@@ -42,8 +42,8 @@ METHOD_ORDER = ("baseline", "rladder", "prednet", "srivastava", "mathieu", "vill
 PAPER_ALIASES = {"lotter": "prednet"}
 COSTS = (  # key in the metadata's "costs", column title, scale, decimals
     ("params", "Params (M)", 1e6, 2),
-    ("flops_predict", "GFLOPs", 1e9, 2),
-    ("peak_memory_predict_bytes", "Peak MiB", 2**20, 1),
+    ("predict_flops", "GFLOPs", 1e9, 2),
+    ("predict_peak_bytes", "Peak MiB", 2**20, 1),
 )
 ALPHA = 0.05
 
@@ -331,7 +331,7 @@ NOTES = (
     "10-step means ± standard error over test sequences; best per column in bold; "
     "† = not significantly different from the best (two-sided Wilcoxon signed-rank test over test "
     f"sequences, Holm-corrected, p ≥ {ALPHA}). Costs: parameters, FLOPs of one predict(10 → 10) "
-    "for one sequence, peak memory of predict."
+    "for one sequence, peak memory of that call."
 )
 
 

@@ -49,5 +49,5 @@ def write_grid(root: Path, datasets=("mmnist", "kth", "ucf101"),
     """A full grid: quality rises along ``methods`` (the last is best), costs rise with it."""
     for d, dataset in enumerate(datasets):
         for m, method in enumerate(methods):
-            costs = {"params": 1e5 * m, "flops_predict": 2e8 * m, "peak_memory_predict_bytes": 2**20 * (1 + m)}
+            costs = {"params": 1e5 * m, "predict_flops": 2e8 * m, "predict_peak_bytes": 2**20 * (1 + m)}
             write_cell(root, dataset, method, per_sequence(1 + 0.3 * m, seed=10 * d + m), costs)

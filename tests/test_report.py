@@ -26,8 +26,8 @@ def two_methods(tmp_path):
     noise = np.random.default_rng(5).normal(0, 1e-4, size=good["mse"].shape)
     twin = {"mse": good["mse"] + noise, "dssim": good["dssim"] - noise}
     twin["psnr"] = 10 * np.log10(1 / twin["mse"])
-    write_cell(tmp_path, "mmnist", "baseline", per_sequence(1.0, n=60, seed=2), {"params": 0, "flops_predict": 0})
-    write_cell(tmp_path, "mmnist", "frnn", good, {"params": 123456, "flops_predict": 4.5e9})
+    write_cell(tmp_path, "mmnist", "baseline", per_sequence(1.0, n=60, seed=2), {"params": 0, "predict_flops": 0})
+    write_cell(tmp_path, "mmnist", "frnn", good, {"params": 123456, "predict_flops": 4.5e9})
     write_cell(tmp_path, "mmnist", "twin", twin)
     return tmp_path
 
