@@ -1,11 +1,9 @@
 """Test-only plugins for the training tests: a tiny trainable method and a synthetic dataset.
 
-Importing this module registers ``train-test-net`` and ``train-test-squares``. Subprocesses load
-it with ``PYTHONPATH=tests python -c "import train_plugins, bench.cli; bench.cli.main()" ...``.
+Importing this module registers ``train-test-net`` and ``train-test-squares``.
 """
 from __future__ import annotations
 
-import sys
 import time
 
 import numpy as np
@@ -95,13 +93,3 @@ class NextFrameNet(Method):
         optimizer.step()
         return {"l1": loss.item()}
 
-
-def main() -> None:
-    """Entry point for subprocesses: ``python tests/train_plugins.py train ...`` (also under torchrun)."""
-    from bench.cli import main as cli
-
-    cli(sys.argv[1:], prog_name="bench")
-
-
-if __name__ == "__main__":
-    main()
