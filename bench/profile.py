@@ -23,6 +23,8 @@ On the ``meta`` device nothing is computed: FLOPs, parameters and tracked memory
 depend on shapes only) and timings are ``None``, so the ``paper`` presets profile on any CPU in a
 minute. Values read from meta tensors (``loss.item()``) are 1 and counted in ``meta_value_reads``:
 a method that branches on them (a GAN's switching rule) is measured on whichever branch 1 picks.
+A training step that needs tensor data (a copy to the CPU) is skipped there, saying so in
+``meta_skipped``.
 
 Training is measured on a deep copy, so the method's weights, optimizer state and the global RNG
 are untouched.
@@ -46,6 +48,7 @@ from .errors import BenchError
 from .method import Method
 
 CONTEXT, HORIZON, CLIP = 10, 10, 20
+TRAIN_KEYS = ["train_flops", "train_macs", "train_peak_bytes", "train_steps_per_s"]
 
 
 class FlopCount(TorchDispatchMode):
@@ -124,7 +127,9 @@ class _MetaScalars(TorchDispatchMode):
     ``loss.item()`` and optimizers that read step counters run shape-only. ``reads`` counts them:
     a method that *branches* on such a value (a GAN's switching rule) is measured on a guessed branch."""
 
-    reads = 0
+    def __init__(self):
+        super().__init__()
+        self.reads = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func is torch.ops.aten._local_scalar_dense.default and args[0].device.type == "meta":
@@ -240,11 +245,27 @@ def measure_costs(
     with ExitStack() as stack:
         stack.enter_context(torch.random.fork_rng(devices=[device.index] if device.type == "cuda" else []))
         scalars = stack.enter_context(_MetaScalars()) if device.type == "meta" else None
-        costs.update(_predict_costs(method, context, device, repeats))
-        costs.update(_train_costs(method, clip, device, train_steps))
+        try:
+            costs.update(_predict_costs(method, context, device, repeats))
+        except (NotImplementedError, RuntimeError) as error:
+            if scalars is None:
+                raise
+            raise BenchError(f"{method.name!r} cannot be profiled on meta, its predict needs tensor data "
+                             f"({_first_line(error)}); profile it on cpu or cuda") from None
+        try:
+            costs.update(_train_costs(method, clip, device, train_steps))
+        except (NotImplementedError, RuntimeError) as error:
+            if scalars is None:
+                raise
+            costs.update(dict.fromkeys(TRAIN_KEYS))
+            costs["meta_skipped"] = f"training step needs tensor data ({_first_line(error)})"
     if scalars is not None:
         costs["meta_value_reads"] = scalars.reads
     return costs
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _predict_costs(method: Method, context: torch.Tensor, device: torch.device, repeats: int) -> dict[str, Any]:
@@ -277,9 +298,8 @@ def _predict_costs(method: Method, context: torch.Tensor, device: torch.device, 
 
 
 def _train_costs(method: Method, clip: torch.Tensor, device: torch.device, steps: int) -> dict[str, Any]:
-    keys = ["train_flops", "train_macs", "train_peak_bytes", "train_steps_per_s"]
     if not method.trainable:
-        return dict.fromkeys(keys + (["train_peak_bytes_tracked"] if device.type == "cuda" else []))
+        return dict.fromkeys(TRAIN_KEYS + (["train_peak_bytes_tracked"] if device.type == "cuda" else []))
     trainee = copy.deepcopy(method).train()
     _state_to_params(trainee)
 

@@ -129,6 +129,25 @@ def test_meta_device_gives_the_same_counts_without_computing():
     assert "meta_value_reads" not in cpu
 
 
+class NeedsData(OneConv):
+    """Its training step copies a tensor to the CPU, which meta tensors cannot do."""
+
+    def training_step(self, clip):
+        clip.cpu()
+        return super().training_step(clip)
+
+
+def test_meta_skips_a_training_step_that_needs_data_and_says_so():
+    with torch.device("meta"):
+        method = NeedsData(SHAPE, {})
+    costs = measure_costs(method)
+    assert costs["predict_flops"] == 10 * conv_flops(2, 2, 3, 12, 16)
+    assert costs["train_flops"] is None and "tensor data" in costs["meta_skipped"]
+    method.predict = lambda context, horizon: context.cpu()
+    with pytest.raises(bench.BenchError, match="cannot be profiled on meta"):
+        measure_costs(method)
+
+
 def test_profiling_leaves_weights_optimizer_and_rng_untouched():
     method = toy()
     before = {key: value.clone() for key, value in method.state_dict().items()}
