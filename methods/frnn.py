@@ -38,8 +38,11 @@ class DGRU(nn.Module):
 
     ``encode_step(x, h)``: forward gates over ``[x ; h]`` update the state ``h`` (b channels).
     ``decode_step(u, v)``: backward gates over ``[u ; v]`` update the input-side tensor ``u`` (a channels)
-    from the representation ``v`` above. Weights: 3k^2(a+b)b + 3k^2(a+b)a = 3k^2(a^2 + b^2 + 2ab),
-    plus 3b + 3a biases and the b-entry learnable initial state.
+    from the representation ``v`` above. The lower-level tensor comes first in both directions, as in
+    the spec's equations and the authors' ``bconvgru.py`` (the spec's remark that "the updated tensor
+    comes first" in both directions holds only for the backward gates).
+    Weights: 3k^2(a+b)b + 3k^2(a+b)a = 3k^2(a^2 + b^2 + 2ab), plus 3b + 3a biases and the b-entry
+    learnable initial state.
     """
 
     def __init__(self, a: int, b: int, kernel: int):
