@@ -23,26 +23,29 @@ def decode(path: str | os.PathLike, transform: Callable[[np.ndarray], np.ndarray
     successive chunks of ``chunk`` such frames and concatenated (so a long video never sits in
     memory at full size).
 
-    A file that decodes to fewer frames than its container header declares is reported as
-    truncated (a cut AVI often still opens and yields its first frames without an error).
+    A file that holds fewer frame packets than its container header declares is reported as
+    truncated (a cut AVI often still opens and yields its first frames without an error). Packets,
+    not decoded frames, are counted, so the empty packets of dropped frames do not count as damage.
     """
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"video file {path} is missing")
     transform = transform or (lambda frames: frames)
-    done, pending, count, declared = [], [], 0, 0
+    done, pending, count, packets, declared = [], [], 0, 0, 0
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise BenchError(f"video file {path} has no video stream")
             stream = container.streams.video[0]
             declared = stream.frames
-            for frame in container.decode(stream):
-                pending.append(frame.to_ndarray(format="rgb24"))
-                count += 1
-                if len(pending) == chunk:
-                    done.append(transform(np.stack(pending)))
-                    pending = []
+            for packet in container.demux(stream):
+                packets += packet.dts is not None or packet.size > 0  # the last, empty one only flushes
+                for frame in packet.decode():
+                    pending.append(frame.to_ndarray(format="rgb24"))
+                    count += 1
+                    if len(pending) == chunk:
+                        done.append(transform(np.stack(pending)))
+                        pending = []
     except (av.error.FFmpegError, OSError) as error:
         if not count:
             raise BenchError(f"video file {path} is unreadable or corrupt ({error.__class__.__name__})") from None
@@ -50,8 +53,9 @@ def decode(path: str | os.PathLike, transform: Callable[[np.ndarray], np.ndarray
                          f"the {declared or '?'} frames its header declares") from None
     if not count:
         raise BenchError(f"video file {path} contains no decodable frames")
-    if declared and count < declared:
-        raise BenchError(f"video file {path} is truncated: {count} of the {declared} frames its header declares decode")
+    if declared and packets < declared:
+        raise BenchError(f"video file {path} is truncated: it holds {packets} of the {declared} frames "
+                         "its header declares")
     if pending:
         done.append(transform(np.stack(pending)))
     return np.concatenate(done)

@@ -94,7 +94,8 @@ class KTH(VideoDataset):
             if not match or match.group(1) in ABSENT:
                 extra.append(path)
             elif match.group(1) in found:
-                raise BenchError(f"KTH video {path.name} is in {self.data_dir} twice: {found[match.group(1)]} and {path}")
+                raise BenchError(f"KTH video {path.name} is in {self.data_dir} twice: "
+                                 f"{found[match.group(1)]} and {path}")
             else:
                 found[match.group(1)] = path
         sequences_file = self.segments_file()

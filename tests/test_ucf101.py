@@ -26,7 +26,8 @@ def write_lists(folder: Path, train: list[str], test: list[str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "classInd.txt").write_text("".join(f"{i} {c}\r\n" for i, c in enumerate(CLASSES, 1)))
     for n in "123":
-        (folder / f"trainlist0{n}.txt").write_text("".join(f"{e} {CLASSES.index(e.split('/')[0]) + 1}\r\n" for e in train))
+        labelled = [f"{e} {CLASSES.index(e.split('/')[0]) + 1}\r\n" for e in train]
+        (folder / f"trainlist0{n}.txt").write_text("".join(labelled))
         (folder / f"testlist0{n}.txt").write_text("".join(f"{e}\r\n" for e in test))
 
 

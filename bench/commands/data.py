@@ -109,7 +109,8 @@ def _verify_mmnist(data) -> None:
         else:
             click.echo(f"  {kind}: {path.name}: {len(images)} images, MD5 of the content matches")
     if problems:
-        raise BenchError(f"dataset 'mmnist' in {data.data_dir} cannot be used: {', '.join(problems)} missing or unreadable")
+        raise BenchError(f"dataset 'mmnist' in {data.data_dir} cannot be used: "
+                         f"{', '.join(problems)} missing or unreadable")
 
 
 def _listing(title: str, items: list[str]) -> None:
