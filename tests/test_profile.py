@@ -188,12 +188,33 @@ def test_bad_settings_are_clear_errors():
         measure_costs(mathieu, device="meta")
 
 
+class Elementwise(Method):
+    """Predicts sigmoid(scale * last frame), again and again: only elementwise kernels, which allocate
+    nothing but their outputs (a conv's cuDNN workspace would be invisible to the tracker)."""
+
+    presets = {"tiny": {}}
+    training_step = OneConv.training_step
+
+    def __init__(self, frame_shape, config):
+        super().__init__(frame_shape, config)
+        self.scale = nn.Parameter(torch.ones(()))
+        self.optimizers = {"sgd": torch.optim.SGD(self.parameters(), lr=0.1)}
+
+    def predict(self, context, horizon):
+        frames, last = [], context[:, -1]
+        for _ in range(horizon):
+            last = torch.sigmoid(last * self.scale)
+            frames.append(last)
+        return torch.stack(frames, 1)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_tracker_agrees_with_the_cuda_allocator():
-    costs = measure_costs(toy("cuda"), batch_size=8, repeats=2, train_steps=1)
+    method = Elementwise((3, 64, 80), {}).cuda()
+    costs = measure_costs(method, batch_size=4, repeats=2, train_steps=1)
     assert costs["memory_source"] == "cuda allocator"
-    for key in ("predict_peak_bytes", "train_peak_bytes"):
-        assert costs[key + "_tracked"] == pytest.approx(costs[key], rel=0.1), key
+    for key in ("predict_peak_bytes", "train_peak_bytes"):  # the allocator rounds blocks up to 512 B
+        assert costs[key + "_tracked"] == pytest.approx(costs[key], rel=0.02), key
 
 
 def test_cli_prints_a_table_and_writes_csv(tmp_path):

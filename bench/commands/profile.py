@@ -78,10 +78,11 @@ def command(methods, dataset, preset, device, batch_size, train_batch_size, repe
     click.echo(format_table(rows))
     for row in rows:
         if row.get("meta_skipped"):
-            click.echo(f"note: {row['method']}: not measured on meta: {row['meta_skipped']}.")
-        elif row.get("meta_value_reads"):
-            click.echo(f"note: {row['method']} read {row['meta_value_reads']} tensor values, which are 1 on meta; "
-                       "if it branches on them (e.g. a GAN's switching rule), its figures follow that branch.")
+            click.echo(f"note: {row['method']}'s training was not measured on meta: {row['meta_skipped']}.")
+    reads = ", ".join(f"{row['method']} {row['meta_value_reads']}" for row in rows if row.get("meta_value_reads"))
+    if reads:
+        click.echo(f"note: on meta every value read from a tensor (e.g. loss.item()) is 1 (reads: {reads}); "
+                   "a method that branches on one (a GAN's switching rule) is measured on that branch.")
     click.echo(f"Wrote {out}", err=True)
 
 
