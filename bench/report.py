@@ -40,10 +40,10 @@ DATASET_ORDER = ("mmnist", "kth", "ucf101")
 DATASET_LABELS = {"mmnist": "Moving MNIST", "kth": "KTH", "ucf101": "UCF101"}
 METHOD_ORDER = ("baseline", "rladder", "prednet", "srivastava", "mathieu", "villegas", "frnn")
 PAPER_ALIASES = {"lotter": "prednet"}
-COSTS = (  # key in the metadata's "costs", column title, scale, decimals
-    ("params", "Params (M)", 1e6, 2),
-    ("predict_flops", "GFLOPs", 1e9, 2),
-    ("predict_peak_bytes", "Peak MiB", 2**20, 1),
+COSTS = (  # key in the metadata's "costs", column title, prefix base, unit
+    ("params", "Params", 1000, ""),
+    ("predict_flops", "FLOPs", 1000, ""),
+    ("predict_peak_bytes", "Peak mem.", 1024, "B"),
 )
 ALPHA = 0.05
 
@@ -317,8 +317,16 @@ def _value(entry: Entry | None, metric: str) -> tuple[str, str]:
     return text, "" if math.isnan(entry.se) else f"{entry.se:.{DECIMALS[metric]}f}"
 
 
-def _cost(value: float | None, scale: float, decimals: int) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value / scale:.{decimals}f}"
+def _cost(value: float | None, base: int, unit: str) -> str:
+    """Three significant digits with a prefix: 10371 -> "10.4k", 3.3e9 -> "3.3G", 807436 B -> "789KiB"."""
+    if value is None or math.isnan(value):
+        return "–"
+    prefixes = ("", "k", "M", "G", "T", "P")
+    power = 0
+    while abs(value) >= 999.5 * base**power and power < len(prefixes) - 1:
+        power += 1
+    prefix = prefixes[power].upper() + "i" if base == 1024 and power else prefixes[power]
+    return f"{value / base**power:.3g}{prefix}{unit}"
 
 
 def _label(row: Row) -> str:
@@ -352,8 +360,8 @@ def table_markdown(rows: list[Row], datasets: list[str]) -> str:
                 if row.source == "paper" and entry is not None:
                     value = f"*{value}*"
                 cells.append(value + (f" ± {se}" if se else "") + ("†" if entry is not None and entry.tied else ""))
-            cells += [_cost(row.costs.get((d, key)), scale, dec) if row.source == "ours" else ""
-                      for key, _, scale, dec in COSTS]
+            cells += [_cost(row.costs.get((d, key)), base, unit) if row.source == "ours" else ""
+                      for key, _, base, unit in COSTS]
         lines.append(f"| {_label(row)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\n" + NOTES + "\n"
 
@@ -386,12 +394,12 @@ def table_latex(rows: list[Row], datasets: list[str]) -> str:
                 if row.source == "paper" and entry is not None:
                     value = f"\\textit{{{value}}}"
                 if se:
-                    value += f"{{\\scriptsize$\\pm${se}}}"
+                    value += f"\\,{{\\scriptsize$\\pm${se}}}"
                 if entry is not None and entry.tied:
                     value += "$^\\dagger$"
                 cells.append(value)
-            cells += [_cost(row.costs.get((d, key)), scale, dec).replace("–", "--") if row.source == "ours" else ""
-                      for key, _, scale, dec in COSTS]
+            cells += [_cost(row.costs.get((d, key)), base, unit).replace("–", "--") if row.source == "ours" else ""
+                      for key, _, base, unit in COSTS]
         lines.append(f"{_tex(_label(row))} & " + " & ".join(cells) + " \\\\")
     notes = _tex(NOTES).replace("±", "$\\pm$").replace("†", "$^\\dagger$").replace("≥", "$\\geq$")
     notes = notes.replace("→", "$\\to$")

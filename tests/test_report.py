@@ -13,7 +13,7 @@ from bench import figures
 from bench.cli import main
 from bench.errors import BenchError
 from bench.report import (
-    datasets_of, holm, load_results, methods_of, paired_p, paper_curves, paper_table, significance,
+    _cost, datasets_of, holm, load_results, methods_of, paired_p, paper_curves, paper_table, significance,
     table_csv, table_latex, table_markdown, table_rows,
 )
 from synthetic_results import per_sequence, write_cell, write_grid
@@ -85,8 +85,13 @@ def test_markdown_bolds_the_best_daggers_the_tie_and_shows_costs(two_methods):
     other = "twin" if best.method == "frnn" else "frnn"
     assert f"**{best.mean('mse'):.5f}** ± {best.se('mse'):.5f}" in lines[f"{best.method} [tiny]"]
     assert "†" in lines[f"{other} [tiny]"].split(" | ")[1] and "†" not in lines["baseline [tiny]"]
-    assert "| 0.12 | 4.50 | – |" in lines["frnn [tiny]"]  # params (M), GFLOPs, no peak memory
+    assert "| 123k | 4.5G | – |" in lines["frnn [tiny]"]  # params, predict FLOPs, no peak memory
     assert lines["Method"].count("|") == lines["baseline [tiny]"].count("|") == 8
+
+
+def test_cost_formatting():
+    assert [_cost(v, 1000, "") for v in (0, 10371, 142958592, 3.3e9, math.nan)] == ["0", "10.4k", "143M", "3.3G", "–"]
+    assert [_cost(v, 1024, "B") for v in (807436, 2**20, 1536 * 2**30)] == ["789KiB", "1MiB", "1.5TiB"]
 
 
 def test_paper_rows_use_the_harness_names():
