@@ -47,28 +47,22 @@ class Cell:
         return f"{self.method}/{self.preset} on {self.dataset}"
 
 
-def build(cell: Cell):
-    """The cell's dataset and (untrained) method; unknown names and bad options raise BenchError."""
+def load_cell(cell: Cell, progress: bool | int = True):
+    """The cell's dataset, its method ready to evaluate (a trainable one loaded from its checkpoint,
+    trained first when missing), and metadata about the weights. Bad names or options raise BenchError."""
     dataset = registry.datasets.get(cell.dataset)(
         data_dir=cell.data_dir, skip_bad=cell.skip_bad, **cell.dataset_options
     )
-    cls = registry.methods.get(cell.method)
-    config = cls.resolve_config(cell.preset, cell.method_options)
-    return dataset, cls(dataset.frame_shape, config)
-
-
-def prepare(method, dataset, cell: Cell, progress: bool | int):
-    """Make ``method`` ready to evaluate: load its checkpoint, training a missing or unfinished one
-    first (refused when ``cell.train`` is off); returns the method and metadata about its weights."""
-    if not method.trainable:
-        return method, {"checkpoint": None}
     trained = trained_method(
         cell.method, dataset, cell.preset, overrides=cell.method_options, device=cell.device,
         checkpoint_dir=cell.checkpoint_dir, train_missing=cell.train, seed=cell.seed, progress=progress is not False,
     )
-    return trained.method, {
-        "checkpoint": str(trained.checkpoint), "checkpoint_sha256": trained.sha256, "trained_steps": trained.step,
+    weights = {
+        "checkpoint": str(trained.checkpoint) if trained.checkpoint else None,
+        "checkpoint_sha256": trained.sha256,
+        "trained_steps": trained.step,
     }
+    return dataset, trained.method, weights
 
 
 def run_cell(cell: Cell, progress: bool | int = True, threads: int | None = None) -> EvalResult:
@@ -77,14 +71,12 @@ def run_cell(cell: Cell, progress: bool | int = True, threads: int | None = None
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(cell.seed)
-    dataset, method = build(cell)
-    method, weights = prepare(method, dataset, cell, progress)
-    result = evaluate(
+    dataset, method, weights = load_cell(cell, progress)
+    return evaluate(
         method, dataset, limit=cell.limit, batch_size=cell.batch_size, device=cell.device,
         stride=cell.stride, progress=progress,
         metadata={"preset": cell.preset, "request": cell.request(), **weights},
     )
-    return result
 
 
 def is_done(cell: Cell, results_dir: Path) -> bool:

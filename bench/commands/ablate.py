@@ -21,14 +21,18 @@ import torch
 
 from ..errors import BenchError
 from ..figures import qualitative_strip, save
-from ..grid import Cell, build, prepare
+from ..grid import Cell, load_cell
+from ..registry import methods
 from ..results import STEP_COLUMNS, atomic_write, step_rows, ten_step_summary
 from ..runner import choose_preset, evaluate
 from ._options import data_dir_option, dataset_options_option, device_option, parse_pairs, preset_option
 
 
 class AtDepth(torch.nn.Module):
-    """``method`` as the runner sees it when only its first ``depth`` recurrent layers are kept."""
+    """``method`` as the runner sees it when only its first ``depth`` recurrent layers are kept
+    (inference only: the cut model is never trained, so only its prediction costs are measured)."""
+
+    trainable = False
 
     def __init__(self, method, depth: int):
         super().__init__()
@@ -43,14 +47,13 @@ class AtDepth(torch.nn.Module):
 def ablate(cell: Cell, results_dir: Path, progress: bool = True, echo=print) -> dict[str, Path]:
     """Evaluate ``cell``'s trained method at every depth it declares; write the CSV, JSON and figure."""
     torch.manual_seed(cell.seed)
-    dataset, method = build(cell)
-    depths = list(getattr(method, "depths", None) or [])
-    if not depths:
+    if not hasattr(methods.get(cell.method), "depths"):
         raise BenchError(
             f"method {cell.method!r} does not support layer removal: it declares no `depths` "
             "(and no predict(..., depth=k))"
         )
-    method, weights = prepare(method, dataset, cell, progress)
+    dataset, method, weights = load_cell(cell, progress)
+    depths = list(method.depths)
     rows, summary, strips = [], {}, {}
     for depth in depths:
         echo(f"Depth {depth}: {cell.method} with its first {depth} recurrent layer(s).")
