@@ -70,8 +70,8 @@ def fig2(cells: list[Cell], paper: bool = False) -> Figure:
     for ax in axes.flat:
         for handle, text in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(text, handle)
-    columns = min(len(handles), 7) if not reference else max(1, len(handles) // 2 + len(handles) % 2)
-    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=min(columns, 7))
+    # One column per method (its paper curve below it), at most 7 columns.
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=min(len(colors), 7))
     return fig
 
 
