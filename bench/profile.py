@@ -210,9 +210,10 @@ def measure_costs(
     """The costs of ``method`` (on ``device``, default the method's own) as a flat dict; see the module.
 
     ``predict`` runs on ``batch_size`` sequences once under the FLOP counter and memory tracker,
-    then ``repeats`` timed times; ``training_step`` runs on ``train_batch_size`` (default
-    ``batch_size``) clips once measured, then ``train_steps`` timed times (0: not timed). On CUDA
-    each is first run once more to warm up (allocator, cuDNN/cuBLAS set-up); on ``meta`` nothing is timed.
+    then ``repeats`` timed times (on CUDA after a warm-up call). ``training_step`` runs on
+    ``train_batch_size`` (default ``batch_size``) clips once to reach the steady state (optimizer
+    state allocated), once measured, then ``train_steps`` timed times (0: not timed). On ``meta``
+    nothing is timed.
     """
     train_batch_size = train_batch_size or batch_size
     if min(batch_size, train_batch_size, repeats) < 1 or train_steps < 0:
@@ -310,8 +311,7 @@ def _train_costs(method: Method, clip: torch.Tensor, device: torch.device, steps
             raise BenchError(f"cannot profile a training step of {method.name!r} on {len(clip)} clip(s) "
                              f"(a larger train batch size may help): {error}") from None
 
-    if device.type == "cuda":
-        step()
+    step()  # steady state: optimizer state exists (it is live at the next step's peak), CUDA set up
     for param in trainee.parameters():
         param.grad = None
     static = held_bytes(*_state_tensors(trainee), clip)

@@ -125,8 +125,17 @@ def test_meta_device_gives_the_same_counts_without_computing():
     for key in ("params", "predict_flops", "train_flops", "predict_peak_bytes", "train_peak_bytes"):
         assert meta[key] == cpu[key], key
     assert meta["device"] == "meta" and meta["latency_ms_median"] is None and meta["train_steps_per_s"] is None
-    assert meta["meta_value_reads"] == 1  # loss.item() of the measured step
+    assert meta["meta_value_reads"] == 2  # loss.item() of the first and the measured step
     assert "meta_value_reads" not in cpu
+
+
+def test_training_peak_holds_the_optimizer_state_of_the_steady_state():
+    sgd = measure_costs(toy(), batch_size=2, repeats=1, train_steps=0)
+    method = toy()
+    method.optimizers = {"adam": torch.optim.Adam(method.parameters())}
+    adam = measure_costs(method, batch_size=2, repeats=1, train_steps=0)
+    # Adam keeps two moments per parameter (2 x 38 floats) and a float32 step counter per tensor (2)
+    assert adam["train_peak_bytes"] - sgd["train_peak_bytes"] == (2 * 38 + 2) * 4
 
 
 class NeedsData(OneConv):
