@@ -240,7 +240,7 @@ class Mathieu(Method):
         size_h, size_w = self.train_size
         height, width = windows.shape[-2:]
         if (size_h, size_w) != (height, width):
-            motion = windows.diff(dim=1).abs().sum(dim=(1, 2), keepdim=False).unsqueeze(1)
+            motion = windows.diff(dim=1).abs().sum(dim=(1, 2)).unsqueeze(1)  # (B, 1, H, W)
             score = F.avg_pool2d(motion, (size_h, size_w), stride=1).squeeze(1)  # (B, H-s+1, W-s+1)
             tries = self.config["crop_tries"]
             ys = torch.randint(0, height - size_h + 1, (batch, tries))
