@@ -6,6 +6,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -124,10 +125,20 @@ def test_missing_reference_folder_is_a_clear_error(tmp_path):
     assert result.exit_code == 1 and "reference directory" in result.output and "does not exist" in result.output
 
 
-def test_the_committed_reference_is_well_formed():
+def test_the_committed_reference_passes_on_itself_and_catches_drift(tmp_path):
     files = sorted(COMMITTED.glob("*/*.csv"))
     if not files:
         pytest.skip("no committed reference under results/reference yet")
     for path in files:
         curves = read_curves(path)
         assert len(curves["step"]) == 10 and (curves["n"] > 0).all(), path
+        cell = tmp_path / path.parent.name
+        cell.mkdir(exist_ok=True)
+        shutil.copyfile(path, cell / path.name)
+        (cell / f"{path.stem}.json").write_text("{}")  # a complete cell needs all three files
+        np.savez(cell / f"{path.stem}.npz")
+    assert check("--results-dir", str(tmp_path), "--reference", str(COMMITTED)).exit_code == 0
+    edit(tmp_path / files[0].parent.name / files[0].name, 3, "dssim", lambda v: v * 1.02)
+    result = check("--results-dir", str(tmp_path), "--reference", str(COMMITTED))
+    drift = [line.split()[:4] for line in result.output.splitlines() if line.endswith("DRIFT")]
+    assert result.exit_code == 1 and drift == [[files[0].parent.name, files[0].stem, "dssim", "3"]]
