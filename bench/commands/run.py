@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from .. import registry
+from ..errors import BenchError
 from ..grid import Cell, run_grid
 from ..runner import choose_preset
 from ._options import (
@@ -51,15 +53,27 @@ def command(methods, datasets, preset, device, data_dir, dataset_options, method
     options = parse_pairs(dataset_options, "-o/--option")
     if test_file:
         options["test_file"] = test_file
+    names = split_names(methods)
+    settings = settings_per_method(names, preset, parse_pairs(method_settings, "--set"))
     cells = [
         Cell(
             method=method, dataset=dataset, preset=preset, data_dir=data_dir, dataset_options=options,
-            method_options=parse_pairs(method_settings, "--set"), limit=limit, stride=test_stride, seed=seed,
+            method_options=settings[method], limit=limit, stride=test_stride, seed=seed,
             batch_size=batch_size, device=device, skip_bad=skip_bad, checkpoint_dir=checkpoint_dir,
             train=not no_train,
         )
         for dataset in split_names(datasets)
-        for method in split_names(methods)
+        for method in names
     ]
     run_grid(cells, Path(results_dir), jobs=jobs, scheduler=scheduler, force=force, progress=not quiet,
              echo=lambda line: click.echo(line, err=True))
+
+
+def settings_per_method(names: list[str], preset: str, settings: dict) -> dict[str, dict]:
+    """Give each method the ``--set`` overrides its preset declares (``steps`` means nothing to the
+    baseline); a setting that no method declares is an error."""
+    declared = {name: set(registry.methods.get(name).presets.get(preset, {})) for name in names}
+    for key in settings:
+        if not any(key in keys for keys in declared.values()):
+            raise BenchError(f"--set {key}: none of the methods {', '.join(names)} has a setting {key!r}")
+    return {name: {k: v for k, v in settings.items() if k in declared[name]} for name in names}
