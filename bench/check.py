@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BenchError
 from . import results
+from .errors import BenchError
 from .report import METRICS, read_curves
 
 DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {  # metric -> (relative, absolute)
@@ -116,7 +116,8 @@ def compare(results_dir: str | Path, reference_dir: str | Path,
             )
         elif "psnr_inf" in now and "psnr_inf" in ref and not np.array_equal(now["psnr_inf"], ref["psnr_inf"]):
             result.problems.append(
-                f"{name}: {int(now['psnr_inf'].sum())} infinite PSNRs dropped, the reference {int(ref['psnr_inf'].sum())}"
+                f"{name}: {int(now['psnr_inf'].sum())} infinite PSNRs dropped, "
+                f"the reference {int(ref['psnr_inf'].sum())}"
             )
         for metric in METRICS:
             rel, abs_ = tolerances[metric]

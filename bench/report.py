@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -122,7 +121,8 @@ def load_results(results_dir: str | Path) -> list[Cell]:
     found = []
     for dataset, method in results.cells(root):
         paths = results.cell_paths(root, dataset, method)
-        found.append(Cell(dataset, method, read_curves(paths["csv"]), results.read_metadata(paths["json"]), paths["npz"]))
+        meta = results.read_metadata(paths["json"])
+        found.append(Cell(dataset, method, read_curves(paths["csv"]), meta, paths["npz"]))
     if not found:
         raise BenchError(f"no results under {root}: expected <dataset>/<method>.csv|.npz|.json written by `bench run`")
     return sorted(found, key=lambda c: (order_key(c.dataset, DATASET_ORDER), order_key(c.method, METHOD_ORDER)))

@@ -41,7 +41,8 @@ def write_cell(root: Path, dataset: str, method: str, arrays: dict[str, np.ndarr
         "examples_target": np.stack([moving_square(shape, i + 10) for i in index]),
         "examples_pred": np.stack([moving_square(shape, i + 10, shift=shift) for i in index]),
     }
-    results.write_cell(root, dataset, method, arrays, frames, {"method": method, "preset": preset, "costs": costs or {}})
+    meta = {"method": method, "preset": preset, "costs": costs or {}}
+    results.write_cell(root, dataset, method, arrays, frames, meta)
 
 
 def write_grid(root: Path, datasets=("mmnist", "kth", "ucf101"),
