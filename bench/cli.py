@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import warnings
 
 import click
 
 from . import commands
 from .errors import BenchError
+
+
+def _short_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as one line for users ("Warning: ..."), not Python's source-line format."""
+    return f"Warning: {message}\n"
+
+
+warnings.formatwarning = _short_warning
 
 
 class BenchGroup(click.Group):

@@ -14,7 +14,7 @@ results' metadata and for cache keys.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -43,6 +43,7 @@ class Dataset:
     frame_shape: ClassVar[tuple[int, int, int]] = (1, 64, 64)
     data_folder: ClassVar[str] = ""
     options: ClassVar[dict[str, tuple[type, Any, str]]] = {}
+    progress: bool = True  # progress bars for long preparation (decoding); off under --quiet
 
     def __init__(
         self,
@@ -70,6 +71,14 @@ class Dataset:
 
     def test_clips(self, length: int, stride: int = 1) -> ClipSet:
         raise NotImplementedError
+
+    def verify(self, echo: Callable[[str], Any], jobs: int = 1) -> str | None:
+        """Tell ``echo`` which raw files the protocol expects and which are present, missing or
+        unreadable; return a one-sentence problem, or ``None`` when the data are complete.
+        The default only checks that the test clips load; datasets with files override it."""
+        self.test_clips(20)
+        echo(f"{self.name} in {self.data_dir}: the test clips load")
+        return None
 
     def params(self) -> dict[str, Any]:
         """What defines this dataset's clips (for metadata and cache keys)."""

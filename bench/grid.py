@@ -53,6 +53,7 @@ def load_cell(cell: Cell, progress: bool | int = True):
     dataset = registry.datasets.get(cell.dataset)(
         data_dir=cell.data_dir, skip_bad=cell.skip_bad, **cell.dataset_options
     )
+    dataset.progress = progress is not False
     trained = trained_method(
         cell.method, dataset, cell.preset, overrides=cell.method_options, device=cell.device,
         checkpoint_dir=cell.checkpoint_dir, train_missing=cell.train, seed=cell.seed, progress=progress is not False,

@@ -50,7 +50,7 @@ class Method(nn.Module):
         for key, value in (overrides or {}).items():
             if key not in config:
                 raise BenchError(f"method {cls.name!r} has no setting {key!r}; its settings are: {', '.join(config)}")
-            config[key] = value
+            config[key] = _like(value, config[key], f"method {cls.name!r}: setting {key!r}")
         return config
 
     @property
@@ -77,6 +77,16 @@ class Method(nn.Module):
             )
         for key, opt in self.optimizers.items():
             opt.load_state_dict(state[key])
+
+
+def _like(value: Any, default: Any, what: str) -> Any:
+    """``value`` converted to the type of the preset's ``default`` (an int where a float is expected is
+    fine); a value of another kind is refused with a sentence naming the setting."""
+    if default is None or isinstance(value, type(default)) or value is None:
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    raise BenchError(f"{what} must be {type(default).__name__} like its preset value {default!r}, got {value!r}")
 
 
 def to_signed(frames: torch.Tensor) -> torch.Tensor:

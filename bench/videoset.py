@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,6 +25,8 @@ from . import video
 from .dataset import ClipSet, Dataset
 from .errors import BenchError
 from .framecache import FrameCache
+
+SHOWN = 10  # names `verify` lists per category before "... and N more"
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,6 @@ class VideoDataset(Dataset):
     stored_width: ClassVar[int] = 80
     test_crop: ClassVar[int] = 0
     require_all: ClassVar[bool] = True
-    progress: bool = True
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -94,6 +95,30 @@ class VideoDataset(Dataset):
 
     def build(self, path: Path) -> np.ndarray:
         return video.decode(path, self.preprocess)
+
+    def verify(self, echo: Callable[[str], Any], jobs: int = 1) -> str | None:
+        """The protocol's videos: present and readable (decoded unless cached; nothing is written),
+        missing, unreadable, and video files the protocol does not use."""
+        inventory = self.inventory()
+        counts = {split: sum(v.split == split for v in inventory.videos) for split in ("train", "test")}
+        echo(f"{self.name} in {self.data_dir}: the protocol expects {len(inventory.videos)} videos "
+             f"({counts['train']} train, {counts['test']} test)")
+        present = inventory.present()
+        checked = self.prepare(present, jobs=jobs, check_only=True)
+        for split in ("train", "test"):
+            ok = sum(v.name in checked.entries for v in present if v.split == split)
+            echo(f"  {split}: {ok} present and readable of {counts[split]}")
+        missing = [v.name for v in inventory.missing()]
+        for title, items in (("missing", missing), ("unreadable", checked.failures),
+                             ("video files the protocol does not use", [str(p) for p in inventory.extra])):
+            if items:
+                shown = [f"    {item}" for item in items[:SHOWN]]
+                more = [f"    ... and {len(items) - SHOWN} more"] if len(items) > SHOWN else []
+                echo("\n".join([f"  {title}: {len(items)}", *shown, *more]))
+        if missing or checked.failures:
+            return (f"dataset {self.name!r} in {self.data_dir} is incomplete: "
+                    f"{len(missing)} videos missing, {len(checked.failures)} unreadable")
+        return None
 
     def prepare(self, videos: Sequence[Video], jobs: int = 1, check_only: bool = False) -> Prepared:
         """Decode and cache ``videos`` with ``jobs`` parallel joblib threads (FFmpeg decoding and PIL

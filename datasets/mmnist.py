@@ -225,6 +225,29 @@ class MovingMNIST(Dataset):
             raise BenchError(f"mmnist: test_size must be positive, got {self.settings['test_size']}")
         return GeneratedTestSet(self._digit_pools()[1], self.settings["test_size"], length)
 
+    def verify(self, echo, jobs: int = 1) -> str | None:
+        """The MNIST image files the generator draws digits from, checked against their MD5s."""
+        echo(f"mmnist in {self.data_dir}: the generator expects {FILES['test'][0]} (test digits) and "
+             f"{FILES['train'][0]} (training digits), gzipped or not")
+        problems = []
+        for kind, (stem, md5) in FILES.items():
+            path = self._path(kind)
+            if path is None:
+                note = "; training then uses the even-indexed test digits" if kind == "train" else ""
+                echo(f"  {kind}: {stem} is missing{note}")
+                problems += [stem] if kind == "test" else []
+                continue
+            try:
+                images = read_idx_images(path, md5)
+            except BenchError as error:
+                echo(f"  {kind}: unreadable: {error}")
+                problems.append(stem)
+            else:
+                echo(f"  {kind}: {path.name}: {len(images)} images, MD5 of the content matches")
+        if problems:
+            return f"dataset 'mmnist' in {self.data_dir} cannot be used: {', '.join(problems)} missing or unreadable"
+        return None
+
     def params(self) -> dict:
         params = super().params()
         if params["test_file"] is None:
