@@ -71,7 +71,8 @@ def fig2(cells: list[Cell], paper: bool = False) -> Figure:
         for handle, text in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(text, handle)
     # One column per method (its paper curve below it), at most 7 columns.
-    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=min(len(colors), 7))
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=min(len(colors), 7),
+               fontsize="small")
     return fig
 
 
