@@ -91,3 +91,12 @@ def test_preset_and_setting_errors_name_the_culprit():
         cls.resolve_config("huge")
     with pytest.raises(BenchError, match="has no setting 'lr'"):
         cls.resolve_config("tiny", {"lr": 1})
+
+
+def test_settings_keep_the_type_of_the_preset():
+    cls = registry.methods.get("frnn")
+    assert cls.resolve_config("tiny", {"lr": 1})["lr"] == 1.0
+    with pytest.raises(BenchError, match="setting 'lr' must be float like its preset value"):
+        cls.resolve_config("tiny", {"lr": "abc"})
+    with pytest.raises(BenchError, match="setting 'steps' must be int"):
+        cls.resolve_config("tiny", {"steps": 2.5})
