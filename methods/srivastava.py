@@ -28,13 +28,16 @@ Presets:
   +-1e-4) on **summed** losses, batch 80. The original caps training at 1e7 iterations and
   converges "within a day or two" on a Titan; 100k steps is our budget.
 * ``small``: 256 units (15,480,064 parameters on 64x64 frames), batch 16, Adam 1e-3 on **mean**
-  losses (the spec's CPU suggestion and a named deviation from the clipped SGD), 360 steps (about
-  15 minutes on one busy CPU core at ~2.5 s/step; the spec suggests a few times 10k).
+  losses (the spec's CPU suggestion and a named deviation from the clipped SGD), 360 steps (13
+  minutes on one busy CPU core, ~2 s/step; the spec suggests a few times 10k).
 * ``tiny``: 16 units, batch 2, 3 steps, for tests.
 
 Deviations and choices: "summed" losses are summed over pixels and steps and averaged over the
 batch, as the original's loss and gradient (both divided by the batch size) are; the spec says
 summed over the batch as well. L2 decay applies to every parameter (peepholes and biases too).
+We follow the spec where a copy of the original ``lstm.py``/``lstm_combo.py`` we read differs: that
+copy makes the decoders' step 0 a plain copy of the encoder state (no LSTM step) and, at test time,
+feeds the future predictor its pre-sigmoid read-out (the sigmoid is applied after the loop).
 """
 from __future__ import annotations
 
