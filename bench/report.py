@@ -12,8 +12,9 @@ step arrays, for standard errors of the 10-step means and for the paired tests) 
   per-sequence 10-step values, between the best method and each other one, Holm-corrected within the
   (dataset, metric) family. A dagger marks a method not significantly different from the best
   (corrected p >= :data:`ALPHA`). Both methods must be scored on the same test sequences.
-* **--paper**: the paper's Table 2 (shipped as ``bench/reference/table2_paper.csv``) as an extra row
-  under each method it reports. The paper calls PredNet "lotter" (:data:`PAPER_ALIASES`).
+* **--paper**: the paper's Table 2 (shipped as ``bench/reference/table2_paper.csv``, with the paper's
+  "lotter" renamed ``prednet``) as an extra row under each method it reports. Methods and datasets
+  are listed in that table's order (the paper's), others after them alphabetically.
 """
 from __future__ import annotations
 
@@ -35,10 +36,7 @@ LOWER_IS_BETTER = {"mse": True, "psnr": False, "dssim": True}
 METRIC_LABELS = {"mse": "MSE", "psnr": "PSNR", "dssim": "DSSIM"}
 DECIMALS = {"mse": 5, "psnr": 3, "dssim": 5}
 CSV_COLUMNS = ("step", "mse", "mse_se", "psnr", "psnr_se", "dssim", "dssim_se", "n")
-DATASET_ORDER = ("mmnist", "kth", "ucf101")
 DATASET_LABELS = {"mmnist": "Moving MNIST", "kth": "KTH", "ucf101": "UCF101"}
-METHOD_ORDER = ("baseline", "rladder", "prednet", "srivastava", "mathieu", "villegas", "frnn")
-PAPER_ALIASES = {"lotter": "prednet"}
 COSTS = (  # key in the metadata's "costs", column title, prefix base, unit
     ("params", "Params", 1000, ""),
     ("predict_flops", "FLOPs", 1000, ""),
@@ -142,10 +140,10 @@ def methods_of(cells: list[Cell]) -> list[str]:
 
 
 def paper_table() -> dict[tuple[str, str], dict[str, float]]:
-    """The paper's Table 2: (dataset, method) -> {metric: value}, methods under the harness's names."""
+    """The paper's Table 2: (dataset, method) -> {metric: value}, in the paper's order."""
     text = resources.files("bench").joinpath("reference/table2_paper.csv").read_text()
     return {
-        (row["dataset"], PAPER_ALIASES.get(row["method"], row["method"])): {m: float(row[m]) for m in METRICS}
+        (row["dataset"], row["method"]): {m: float(row[m]) for m in METRICS}
         for row in csv.DictReader(io.StringIO(text))
     }
 
@@ -155,7 +153,7 @@ def paper_curves() -> dict[tuple[str, str, str], np.ndarray]:
     text = resources.files("bench").joinpath("reference/fig2_curves.csv").read_text()
     points: dict[tuple[str, str, str], dict[int, float]] = {}
     for row in csv.DictReader(io.StringIO(text)):
-        key = (row["dataset"], PAPER_ALIASES.get(row["method"], row["method"]), row["metric"])
+        key = (row["dataset"], row["method"], row["metric"])
         points.setdefault(key, {})[int(row["step"])] = float(row["value"])
     return {key: np.array([steps[s] for s in sorted(steps)]) for key, steps in points.items()}
 
@@ -458,3 +456,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None, pap
             bar.update()
     return written
 
+
+#: The paper's order of datasets and methods (Table 2's rows), used to sort tables, figures and colours.
+DATASET_ORDER = tuple(dict.fromkeys(dataset for dataset, _ in paper_table()))
+METHOD_ORDER = tuple(dict.fromkeys(method for _, method in paper_table()))

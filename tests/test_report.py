@@ -98,7 +98,7 @@ def test_cost_formatting():
 def test_paper_rows_use_the_harness_names():
     table = paper_table()
     assert table["mmnist", "frnn"] == {"mse": 0.00947, "psnr": 21.386, "dssim": 0.04376}
-    assert table["kth", "prednet"]["mse"] == 0.00309  # "lotter" in the paper
+    assert table["kth", "prednet"]["mse"] == 0.00309  # "lotter" in the paper, renamed in the shipped copy
     curves = paper_curves()
     assert curves["mmnist", "baseline", "mse"][0] == 0.04923 and len(curves["ucf101", "frnn", "dssim"]) == 10
 
