@@ -15,10 +15,10 @@ to vectors of D = C*H*W values in [0, 1]; there are no convolutions.
   the decoders have no input weights and take no inputs at all (the paper's unconditioned variant).
 * **Output and loss** (``binary``): a sigmoid output with the Bernoulli cross-entropy against the
   real-valued target (binary data: Moving MNIST); otherwise a linear output with 0.5 * squared error,
-  clamped to [0, 1] by :meth:`predict`. ``"auto"`` means binary exactly for 1x64x64 frames (Moving
-  MNIST; KTH is 1x64x80, UCF101 3x64x80). The predictor is fed its output after the output
-  nonlinearity (the sigmoid, or the unclamped linear value). Reconstruction and future losses are
-  added 1:1.
+  clamped to [0, 1] by :meth:`predict`. ``None`` (the presets' value; ``"auto"`` is the same) means
+  binary exactly for 1x64x64 frames (Moving MNIST; KTH is 1x64x80, UCF101 3x64x80). The
+  predictor is fed its output after the output nonlinearity (the sigmoid, or the unclamped linear
+  value). Reconstruction and future losses are added 1:1.
 * **Initialisation**: input, recurrent and read-out weights U(+-0.01), peepholes U(+-0.1), biases 0.
 
 Presets:
@@ -177,17 +177,17 @@ class CompositeLSTM(Method):
     presets = {
         "paper": {
             "steps": 100_000, "batch_size": 80, "units": 2048, "layers": 1, "conditional": True,
-            "binary": "auto", "optimizer": "sgd", "reduction": "sum", "lr": 1e-4,
+            "binary": None, "optimizer": "sgd", "reduction": "sum", "lr": 1e-4,
             "momentum": 0.9, "weight_decay": 1e-4, "update_clip": 1e-4,
         },
         "small": {
             "steps": 360, "batch_size": 16, "units": 256, "layers": 1, "conditional": True,
-            "binary": "auto", "optimizer": "adam", "reduction": "mean", "lr": 1e-3,
+            "binary": None, "optimizer": "adam", "reduction": "mean", "lr": 1e-3,
             "momentum": 0.9, "weight_decay": 0.0, "update_clip": 0.0,
         },
         "tiny": {
             "steps": 3, "batch_size": 2, "units": 16, "layers": 1, "conditional": True,
-            "binary": "auto", "optimizer": "adam", "reduction": "mean", "lr": 1e-3,
+            "binary": None, "optimizer": "adam", "reduction": "mean", "lr": 1e-3,
             "momentum": 0.9, "weight_decay": 0.0, "update_clip": 0.0,
         },
     }
@@ -209,11 +209,11 @@ class CompositeLSTM(Method):
         self.optimizers = {"model": self._optimizer()}
 
     def _binary(self, setting) -> bool:
-        if setting == "auto":
+        if setting is None or setting == "auto":
             return self.frame_shape == (1, 64, 64)
         if isinstance(setting, bool):
             return setting
-        raise BenchError(f"srivastava: setting 'binary' must be true, false or 'auto', got {setting!r}")
+        raise BenchError(f"srivastava: setting 'binary' must be true, false, null or 'auto', got {setting!r}")
 
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config

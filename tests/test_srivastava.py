@@ -108,7 +108,7 @@ def test_initialisation_ranges():
 
 @pytest.mark.parametrize("shape, binary", [((1, 64, 64), True), ((1, 64, 80), False), ((3, 64, 80), False)])
 def test_binary_output_is_chosen_by_frame_shape(shape, binary):
-    assert make(shape).binary is binary
+    assert make(shape).binary is binary and make(shape, binary="auto").binary is binary
     assert make(shape, binary=not binary).binary is not binary
 
 
@@ -234,7 +234,7 @@ def test_bad_input_and_settings_are_clear_errors():
         method.predict(torch.rand(2, 10, 1, 64, 80), 3)
     with pytest.raises(BenchError, match="more than 10 frames"):
         method.training_step(clips(length=CONTEXT))
-    with pytest.raises(BenchError, match="'binary' must be true, false or 'auto'"):
+    with pytest.raises(BenchError, match="'binary' must be true, false, null or 'auto'"):
         make(binary="yes")
     with pytest.raises(BenchError, match="'optimizer' must be 'sgd' or 'adam'"):
         make(optimizer="rmsprop")
