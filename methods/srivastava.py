@@ -305,6 +305,8 @@ class CompositeLSTM(Method):
         }
 
     def predict(self, context: torch.Tensor, horizon: int) -> torch.Tensor:
+        if horizon < 1:
+            raise BenchError(f"srivastava: the horizon must be at least 1 frame, got {horizon}")
         frames = self._flatten(context)
         raw = self.decode(self.predictor, self.encode(frames), None, horizon)
         return self.output(raw).clamp(0, 1).view(context.shape[0], horizon, *self.frame_shape)

@@ -232,6 +232,8 @@ def test_bad_input_and_settings_are_clear_errors():
     method = make()
     with pytest.raises(BenchError, match=r"srivastava: expected frames of shape \(B, T, 1, 64, 64\)"):
         method.predict(torch.rand(2, 10, 1, 64, 80), 3)
+    with pytest.raises(BenchError, match="horizon must be at least 1 frame, got 0"):
+        method.predict(clips()[:, :CONTEXT], 0)
     with pytest.raises(BenchError, match="more than 10 frames"):
         method.training_step(clips(length=CONTEXT))
     with pytest.raises(BenchError, match="'binary' must be true, false, null or 'auto'"):
