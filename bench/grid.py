@@ -58,12 +58,7 @@ def load_cell(cell: Cell, progress: bool | int = True):
         cell.method, dataset, cell.preset, overrides=cell.method_options, device=cell.device,
         checkpoint_dir=cell.checkpoint_dir, train_missing=cell.train, seed=cell.seed, progress=progress is not False,
     )
-    weights = {
-        "checkpoint": str(trained.checkpoint) if trained.checkpoint else None,
-        "checkpoint_sha256": trained.sha256,
-        "trained_steps": trained.step,
-    }
-    return dataset, trained.method, weights
+    return dataset, trained.method, trained.metadata()
 
 
 def run_cell(cell: Cell, progress: bool | int = True, threads: int | None = None) -> EvalResult:

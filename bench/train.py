@@ -153,6 +153,12 @@ class Trained:
     checkpoint: Path | None = None
     sha256: str | None = None
     step: int | None = None
+    history: dict[str, Any] | None = None  # training seconds, sequences/s, seed, init_from
+
+    def metadata(self) -> dict[str, Any]:
+        """What a result's metadata records about these weights."""
+        return {"checkpoint": str(self.checkpoint) if self.checkpoint else None, "checkpoint_sha256": self.sha256,
+                "trained_steps": self.step, "training": self.history}
 
 
 def trained_method(
@@ -195,7 +201,8 @@ def trained_method(
         found = ckpt.load(path, method=method_name, preset=preset, frame_shape=frame_shape)
     method = cls(frame_shape, found["config"])
     ckpt.restore(method, found, path, rng=False)
-    return Trained(method.to(dev), path, ckpt.sha256(path), found["step"])
+    history = {key: found.get(key) for key in ("train_seconds", "sequences_per_s", "seed", "init_from")}
+    return Trained(method.to(dev), path, ckpt.sha256(path), found["step"], history)
 
 
 class _Run:
