@@ -14,8 +14,8 @@ the conditional discriminator, which sees the C*(K+T) channels of [observed ; fu
 keeps batch-norm on batch statistics. Adam(lr 1e-4, beta1 0.5) for both nets; the authors' sticky
 margin-0.3 switching decides which of D and G update.
 
-``beta`` is a config entry; ``"auto"`` applies the rule of :func:`adversarial_weight`: RGB frames
-get 0.001 (the authors' Sports1M/UCF101 value); grayscale frames get 0.02, the KTH value, also for
+``beta`` is a config entry; ``None`` (the presets' value) applies the rule of
+:func:`adversarial_weight`: RGB frames get 0.001 (the authors' Sports1M/UCF101 value); grayscale frames get 0.02, the KTH value, also for
 Moving MNIST, which the authors never trained on: their KTH script is their only 10 -> 10 grayscale
 setup (our choice).
 
@@ -68,13 +68,13 @@ def gray(frames: torch.Tensor) -> torch.Tensor:
 
 
 def adversarial_weight(frame_shape: tuple[int, int, int], beta) -> float:
-    """``beta`` as given, or for ``"auto"``: 0.001 for RGB frames, 0.02 for grayscale ones."""
-    if beta == "auto":
+    """``beta`` as given, or for ``None``: 0.001 for RGB frames, 0.02 for grayscale ones."""
+    if beta is None:
         return 0.001 if frame_shape[0] == 3 else 0.02
     try:
         return float(beta)
     except (TypeError, ValueError):
-        raise BenchError(f"villegas: setting 'beta' must be a number or 'auto', got {beta!r}") from None
+        raise BenchError(f"villegas: setting 'beta' must be a number (or null for the rule), got {beta!r}") from None
 
 
 def next_flags(update_d: bool, update_g: bool, err_real: float, err_fake: float, margin: float):
@@ -222,11 +222,11 @@ class Discriminator(nn.Module):
 class MCnet(Method):
     presets = {
         "paper": {"steps": 100_000, "batch_size": 8, "gf": 64, "df": 64, "lr": 1e-4, "beta1": 0.5,
-                  "alpha": 1.0, "beta": "auto", "margin": 0.3},
+                  "alpha": 1.0, "beta": None, "margin": 0.3},
         "small": {"steps": 300, "batch_size": 8, "gf": 16, "df": 16, "lr": 1e-4, "beta1": 0.5,
-                  "alpha": 1.0, "beta": "auto", "margin": 0.3},
+                  "alpha": 1.0, "beta": None, "margin": 0.3},
         "tiny": {"steps": 5, "batch_size": 2, "gf": 4, "df": 4, "lr": 1e-4, "beta1": 0.5,
-                 "alpha": 1.0, "beta": "auto", "margin": 0.3},
+                 "alpha": 1.0, "beta": None, "margin": 0.3},
     }
 
     def __init__(self, frame_shape, config):

@@ -219,10 +219,11 @@ def test_prediction_two_depends_on_prediction_one():
 
 
 def test_adversarial_weight_rule():
-    assert adversarial_weight((1, 64, 80), "auto") == 0.02  # KTH
-    assert adversarial_weight((1, 64, 64), "auto") == 0.02  # Moving MNIST: the KTH value (our choice)
-    assert adversarial_weight((3, 64, 80), "auto") == 0.001  # UCF101
-    assert adversarial_weight((1, 64, 64), "0.5") == 0.5
+    assert adversarial_weight((1, 64, 80), None) == 0.02  # KTH
+    assert adversarial_weight((1, 64, 64), None) == 0.02  # Moving MNIST: the KTH value (our choice)
+    assert adversarial_weight((3, 64, 80), None) == 0.001  # UCF101
+    assert adversarial_weight((1, 64, 64), 0.5) == 0.5
+    assert make(beta=0.001).beta == 0.001  # a number overrides the rule
     with pytest.raises(BenchError, match="beta"):
         adversarial_weight((1, 64, 64), "strong")
 
