@@ -15,9 +15,9 @@ keeps batch-norm on batch statistics. Adam(lr 1e-4, beta1 0.5) for both nets; th
 margin-0.3 switching decides which of D and G update.
 
 ``beta`` is a config entry; ``None`` (the presets' value) applies the rule of
-:func:`adversarial_weight`: RGB frames get 0.001 (the authors' Sports1M/UCF101 value); grayscale frames get 0.02, the KTH value, also for
-Moving MNIST, which the authors never trained on: their KTH script is their only 10 -> 10 grayscale
-setup (our choice).
+:func:`adversarial_weight`: RGB frames get 0.001 (the authors' Sports1M/UCF101 value); grayscale
+frames get 0.02, the KTH value, also for Moving MNIST, which the authors never trained on: their
+KTH script is their only 10 -> 10 grayscale setup (our choice).
 
 Presets: ``paper`` is the released topology (gf = df = 64) and KTH budget (100k iterations of
 batch 8); ``small`` shrinks the widths to gf = df = 16 and the budget to 300 iterations of batch 8
