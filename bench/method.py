@@ -30,6 +30,7 @@ class Method(nn.Module):
     name: ClassVar[str] = ""
     presets: ClassVar[dict[str, Config]] = {}
     trainable: ClassVar[bool] = True
+    min_batch_size: ClassVar[int] = 1  # the smallest training batch (a GAN splitting it for D and G needs 2)
 
     def __init__(self, frame_shape: tuple[int, int, int], config: Config):
         super().__init__()

@@ -215,7 +215,7 @@ def measure_costs(
     state allocated), once measured, then ``train_steps`` timed times (0: not timed). On ``meta``
     nothing is timed.
     """
-    train_batch_size = train_batch_size or batch_size
+    train_batch_size = max(train_batch_size or batch_size, getattr(method, "min_batch_size", 1))
     if min(batch_size, train_batch_size, repeats) < 1 or train_steps < 0:
         raise BenchError(
             f"profiling needs batch sizes and repeats >= 1 and train steps >= 0, got batch {batch_size}, "

@@ -88,8 +88,8 @@ def evaluate(
     if total == 0:
         raise BenchError(f"dataset {dataset.name!r} has no test clips (check its data folder {dataset.data_dir})")
     method.to(device).eval()
-    # cheap: predict timed twice, training measured once (batch 2: Mathieu's minimum) and not timed
-    costs = measure_costs(method, device=device, repeats=2, train_steps=0, train_batch_size=2)
+    # cheap: predict timed twice; one training step measured (not timed) at the method's smallest batch
+    costs = measure_costs(method, device=device, repeats=2, train_steps=0)
     example_index = np.unique(np.linspace(0, total - 1, min(N_EXAMPLES, total)).round().astype(int))
     scores: dict[str, list[np.ndarray]] = {name: [] for name in ("mse", "psnr", "dssim")}
     examples: dict[str, list[np.ndarray]] = {"examples_context": [], "examples_target": [], "examples_pred": []}
