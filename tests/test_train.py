@@ -138,14 +138,15 @@ def test_bench_train_reports_throughput_and_the_default_preset(tmp_path, monkeyp
     assert result.exit_code == 1 and "Error: method 'train-test-net' has no setting 'depth'" in result.output
 
 
-def forked(target, *args, env=None):
-    """``target(*args)`` in a forked child (no fresh interpreter to start), with ``env`` set there."""
+def _with_env(target, env):
+    os.environ.update(env or {})
+    target()
 
-    def child():
-        os.environ.update(env or {})
-        target(*args)
 
-    process = multiprocessing.get_context("fork").Process(target=child)
+def spawned(target, env=None):
+    """``target()`` in a fresh child interpreter with ``env`` set there. Not forked: a fork of a
+    process that already ran thread pools (torch, joblib, dask) can deadlock in the child."""
+    process = multiprocessing.get_context("spawn").Process(target=_with_env, args=(target, env))
     process.start()
     return process
 
@@ -154,7 +155,7 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     """Kill -9 while training; every look at the checkpoint finds a complete file; a new process resumes there."""
     settings = {"steps": 40, "every": 3, "log_every": 1, "overrides": {"delay": 0.01}}
     path = ckpt.checkpoint_path(DATASET, METHOD, "tiny", tmp_path)
-    process = forked(functools.partial(run_train, tmp_path, **settings))
+    process = spawned(functools.partial(run_train, tmp_path, **settings))
     seen, deadline = [], time.monotonic() + 600  # generous: CI machines can be heavily loaded
     try:
         while time.monotonic() < deadline and process.is_alive():
@@ -188,13 +189,16 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])
     ranks = [
-        forked(functools.partial(run_train, tmp_path / "ddp", steps=5, log_every=1),
-               env={"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-                    "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port})
+        spawned(functools.partial(run_train, tmp_path / "ddp", steps=5, log_every=1),
+                env={"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+                     "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port})
         for rank in range(2)
     ]
     for process in ranks:
-        process.join(timeout=120)
+        process.join(timeout=300)
+    for process in ranks:  # never leave a stuck rank behind: pytest would wait for it at exit
+        if process.is_alive():
+            process.kill()
     assert [process.exitcode for process in ranks] == [0, 0]
     run_train(tmp_path / "one", steps=5, log_every=1)
     ddp = ckpt.load(ckpt.checkpoint_path(DATASET, METHOD, "tiny", tmp_path / "ddp"))
