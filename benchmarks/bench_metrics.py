@@ -46,8 +46,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for the harness (default: torch's, i.e. all cores, as `bench run` uses)")
     args = parser.parse_args()
-    torch.set_num_threads(1)  # scikit-image runs on one core: compare like with like
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"harness on {torch.get_num_threads()} thread(s); the scikit-image loop on one")
     rng = np.random.default_rng(0)
     for shape in [(1, 64, 64), (3, 64, 80)]:
         target = rng.random((args.batch, 10, *shape)).astype(np.float32)
