@@ -1,6 +1,6 @@
 """Grid parallelism: the same 4-cell grid with ``--jobs 1`` and ``--jobs 2``, timed side by side.
 
-Cells: copy-last, fRNN, PredNet and RLadder (``tiny`` presets, trained first and untimed) on
+Cells: fRNN, PredNet, MCnet and Srivastava (``tiny`` presets, trained first and untimed) on
 Moving MNIST, each evaluated on ``--limit`` test sequences. Prints both wall times and the ratio.
 Usage: ``python benchmarks/bench_grid.py --data-dir ../shared/data/mnist [--limit 400]``.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.grid import Cell, run_grid
 
-METHODS = ("baseline", "frnn", "prednet", "rladder")
+METHODS = ("frnn", "prednet", "villegas", "srivastava")
 
 
 def main() -> None:
