@@ -4,7 +4,7 @@ Python API::
 
     import bench
     bench.list_methods(), bench.list_datasets()
-    method = bench.get_method("frnn", frame_shape=(1, 64, 64), preset="tiny")
+    method = bench.get_method("baseline", frame_shape=(1, 64, 64), preset="tiny")
     data = bench.get_dataset("mmnist", data_dir="...")
     bench.metrics.frame_metrics(pred, target)    # {"mse", "psnr", "dssim"}: (B, T)
     bench.evaluate(method, data, limit=100)       # what `bench run` writes

@@ -4,7 +4,26 @@ from __future__ import annotations
 import torch
 
 
-class TFRMSprop(torch.optim.Optimizer):
+class _PerParameter(torch.optim.Optimizer):
+    """The step loop both optimizers share: every parameter with a gradient gets ``_update``."""
+
+    def _update(self, param: torch.Tensor, state: dict, group: dict) -> None:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is not None:
+                    self._update(param, self.state[param], group)
+        return loss
+
+
+class TFRMSprop(_PerParameter):
     """RMSProp exactly as TensorFlow 1 defines it (``tf.train.RMSPropOptimizer``, momentum 0, not centered).
 
     Per parameter: ``ms <- decay*ms + (1-decay)*g^2`` and ``theta <- theta - lr*g/sqrt(ms + eps)``,
@@ -18,22 +37,34 @@ class TFRMSprop(torch.optim.Optimizer):
             raise ValueError(f"TFRMSprop: need lr > 0, 0 <= decay < 1, eps >= 0; got {lr}, {decay}, {eps}")
         super().__init__(params, {"lr": lr, "decay": decay, "eps": eps})
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, decay, eps = group["lr"], group["decay"], group["eps"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                grad = param.grad
-                state = self.state[param]
-                if not state:
-                    state["ms"] = torch.ones_like(param, memory_format=torch.preserve_format)
-                ms = state["ms"]
-                ms.mul_(decay).addcmul_(grad, grad, value=1 - decay)
-                param.addcdiv_(grad, ms.add(eps).sqrt_(), value=-lr)
-        return loss
+    def _update(self, param: torch.Tensor, state: dict, group: dict) -> None:
+        grad = param.grad
+        if not state:
+            state["ms"] = torch.ones_like(param, memory_format=torch.preserve_format)
+        ms = state["ms"]
+        ms.mul_(group["decay"]).addcmul_(grad, grad, value=1 - group["decay"])
+        param.addcdiv_(grad, ms.add(group["eps"]).sqrt_(), value=-group["lr"])
+
+
+class ClippedMomentumSGD(_PerParameter):
+    """Srivastava et al.'s ``Param.Update``: momentum SGD whose per-step update is clipped element-wise.
+
+    Per parameter: ``v <- clamp(momentum*v - lr*(grad + weight_decay*w), -clip, clip)``, ``w <- w + v``.
+    """
+
+    def __init__(self, params, lr: float, momentum: float, weight_decay: float, clip: float):
+        if lr <= 0 or not 0 <= momentum < 1 or weight_decay < 0 or clip <= 0:
+            raise ValueError(
+                f"ClippedMomentumSGD: need lr > 0, 0 <= momentum < 1, weight_decay >= 0, clip > 0; "
+                f"got {lr}, {momentum}, {weight_decay}, {clip}"
+            )
+        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "clip": clip})
+
+    def _update(self, param: torch.Tensor, state: dict, group: dict) -> None:
+        if not state:
+            state["velocity"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        velocity = state["velocity"]
+        velocity.mul_(group["momentum"]).add_(param.grad, alpha=-group["lr"])
+        velocity.add_(param, alpha=-group["lr"] * group["weight_decay"])
+        velocity.clamp_(-group["clip"], group["clip"])
+        param.add_(velocity)

@@ -37,7 +37,7 @@ class Registry(Generic[T]):
         self._loaded = False
 
     def register(self, name: str):
-        """Class decorator: ``@register_method("frnn")`` sets ``cls.name`` and records the class."""
+        """Class decorator: ``@register_method("mymethod")`` sets ``cls.name`` and records the class."""
 
         def decorate(cls: type[T]) -> type[T]:
             known = self._classes.get(name)

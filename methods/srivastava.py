@@ -47,6 +47,7 @@ from torch import nn
 
 from bench.errors import BenchError
 from bench.method import Method
+from bench.optim import ClippedMomentumSGD
 from bench.registry import register_method
 
 CONTEXT = 10  # observed frames of a training clip; the rest are the future targets
@@ -135,41 +136,6 @@ class Decoder(nn.Module):
     def forward(self, x_term: torch.Tensor | None, state: State) -> tuple[torch.Tensor, State]:
         state = self.stack(x_term, state)
         return self.readout(state[-1][0]), state
-
-
-class ClippedMomentumSGD(torch.optim.Optimizer):
-    """The original's ``Param.Update``: momentum SGD whose per-step update is clipped element-wise.
-
-    Per parameter: ``v <- clamp(momentum*v - lr*(grad + weight_decay*w), -clip, clip)``, ``w <- w + v``.
-    """
-
-    def __init__(self, params, lr: float, momentum: float, weight_decay: float, clip: float):
-        if lr <= 0 or not 0 <= momentum < 1 or weight_decay < 0 or clip <= 0:
-            raise ValueError(
-                f"ClippedMomentumSGD: need lr > 0, 0 <= momentum < 1, weight_decay >= 0, clip > 0; "
-                f"got {lr}, {momentum}, {weight_decay}, {clip}"
-            )
-        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "clip": clip})
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                state = self.state[param]
-                if not state:
-                    state["velocity"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                velocity = state["velocity"]
-                velocity.mul_(group["momentum"]).add_(param.grad, alpha=-group["lr"])
-                velocity.add_(param, alpha=-group["lr"] * group["weight_decay"])
-                velocity.clamp_(-group["clip"], group["clip"])
-                param.add_(velocity)
-        return loss
 
 
 @register_method("srivastava")

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 import bench
 from bench.cli import main
 from bench.errors import BenchError
-from bench.methods.srivastava import CONTEXT, ClippedMomentumSGD, PeepholeLSTMCell
+from bench.methods.srivastava import CONTEXT, PeepholeLSTMCell
+from bench.optim import ClippedMomentumSGD
 
 SHAPES = [(1, 64, 64), (1, 64, 80), (3, 64, 80)]
 
