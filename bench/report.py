@@ -341,6 +341,43 @@ NOTES = (
 )
 
 
+@dataclass(frozen=True)
+class Style:
+    """How a table format writes a best value, a paper value, a standard error, a tie and a gap."""
+
+    bold: str
+    italic: str
+    with_se: str
+    dagger: str
+    dash: str
+
+
+MARKDOWN = Style("**{}**", "*{}*", "{} ± {}", "†", "–")
+LATEX = Style("\\textbf{{{}}}", "\\textit{{{}}}", "{}\\,{{\\scriptsize$\\pm${}}}", "$^\\dagger$", "--")
+
+
+def _cells(row: Row, datasets: list[str], style: Style) -> list[str]:
+    """One table row's cells: per dataset, the metrics then the costs."""
+    cells = []
+    for d in datasets:
+        for m in METRICS:
+            entry = row.entries.get((d, m))
+            value, se = _value(entry, m)
+            value = value.replace("–", style.dash)
+            if entry is not None and entry.best and row.source == "ours":
+                value = style.bold.format(value)
+            if row.source == "paper" and entry is not None:
+                value = style.italic.format(value)
+            if se:
+                value = style.with_se.format(value, se)
+            if entry is not None and entry.tied:
+                value += style.dagger
+            cells.append(value)
+        cells += [_cost(row.costs.get((d, key)), base, unit).replace("–", style.dash) if row.source == "ours" else ""
+                  for key, _, base, unit in COSTS]
+    return cells
+
+
 def table_markdown(rows: list[Row], datasets: list[str]) -> str:
     columns = [c for d in datasets for c in (
         [f"{DATASET_LABELS.get(d, d)} {METRIC_LABELS[m]}" for m in METRICS]
@@ -348,19 +385,7 @@ def table_markdown(rows: list[Row], datasets: list[str]) -> str:
     )]
     lines = ["| Method | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for row in rows:
-        cells = []
-        for d in datasets:
-            for m in METRICS:
-                entry = row.entries.get((d, m))
-                value, se = _value(entry, m)
-                if entry is not None and entry.best and row.source == "ours":
-                    value = f"**{value}**"
-                if row.source == "paper" and entry is not None:
-                    value = f"*{value}*"
-                cells.append(value + (f" ± {se}" if se else "") + ("†" if entry is not None and entry.tied else ""))
-            cells += [_cost(row.costs.get((d, key)), base, unit) if row.source == "ours" else ""
-                      for key, _, base, unit in COSTS]
-        lines.append(f"| {_label(row)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_label(row)} | " + " | ".join(_cells(row, datasets, MARKDOWN)) + " |")
     return "\n".join(lines) + "\n\n" + NOTES + "\n"
 
 
@@ -381,24 +406,7 @@ def table_latex(rows: list[Row], datasets: list[str]) -> str:
         "\\toprule", f"Method & {groups} \\\\", rules, "& " + " & ".join(names * len(datasets)) + " \\\\", "\\midrule",
     ]
     for row in rows:
-        cells = []
-        for d in datasets:
-            for m in METRICS:
-                entry = row.entries.get((d, m))
-                value, se = _value(entry, m)
-                value = value.replace("–", "--")
-                if entry is not None and entry.best and row.source == "ours":
-                    value = f"\\textbf{{{value}}}"
-                if row.source == "paper" and entry is not None:
-                    value = f"\\textit{{{value}}}"
-                if se:
-                    value += f"\\,{{\\scriptsize$\\pm${se}}}"
-                if entry is not None and entry.tied:
-                    value += "$^\\dagger$"
-                cells.append(value)
-            cells += [_cost(row.costs.get((d, key)), base, unit).replace("–", "--") if row.source == "ours" else ""
-                      for key, _, base, unit in COSTS]
-        lines.append(f"{_tex(_label(row))} & " + " & ".join(cells) + " \\\\")
+        lines.append(f"{_tex(_label(row))} & " + " & ".join(_cells(row, datasets, LATEX)) + " \\\\")
     notes = _tex(NOTES).replace("±", "$\\pm$").replace("†", "$^\\dagger$").replace("≥", "$\\geq$")
     notes = notes.replace("→", "$\\to$")
     lines += ["\\bottomrule", "\\end{tabular}}", f"\\caption{{{notes}}}", "\\end{table*}"]
