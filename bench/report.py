@@ -249,6 +249,7 @@ class Row:
     entries: dict[tuple[str, str], Entry]  # (dataset, metric) -> Entry
     costs: dict[tuple[str, str], float]  # (dataset, cost key) -> value
     p: dict[tuple[str, str], float] = field(default_factory=dict)
+    blank: list[str] = field(default_factory=list)  # datasets where the predictions collapsed to black
 
 
 def table_rows(cells: list[Cell], comparisons: list[Comparison], paper: bool = False) -> list[Row]:
@@ -272,7 +273,8 @@ def table_rows(cells: list[Cell], comparisons: list[Comparison], paper: bool = F
                 p[cell.dataset, metric] = test.p_holm if test else math.nan
         costs = {(c.dataset, key): c.cost(key) for c in mine for key, *_ in COSTS}
         presets = "/".join(dict.fromkeys(c.preset for c in mine if c.preset))
-        rows.append(Row(method, "ours", presets, entries, costs, p))
+        blank = [c.dataset for c in mine if c.meta.get("intensity", {}).get("collapsed")]
+        rows.append(Row(method, "ours", presets, entries, costs, p, blank))
         published = {
             (d, metric): Entry(reference[d, method][metric])
             for d in datasets if (d, method) in reference for metric in METRICS
@@ -284,7 +286,7 @@ def table_rows(cells: list[Cell], comparisons: list[Comparison], paper: bool = F
 
 def table_csv(rows: list[Row], datasets: list[str]) -> str:
     """Machine-readable Table 2: per dataset, each metric's value, SE and Holm-corrected p, then costs."""
-    header = ["method", "source", "preset"]
+    header = ["method", "source", "preset", "blank_on"]
     for d in datasets:
         header += [f"{d}_{m}{suffix}" for m in METRICS for suffix in ("", "_se", "_p")]
         header += [f"{d}_{key}" for key, *_ in COSTS]
@@ -292,7 +294,7 @@ def table_csv(rows: list[Row], datasets: list[str]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
     for row in rows:
-        line = [row.method, row.source, row.preset]
+        line = [row.method, row.source, row.preset, " ".join(row.blank)]
         for d in datasets:
             for m in METRICS:
                 entry = row.entries.get((d, m))
@@ -330,14 +332,16 @@ def _cost(value: float | None, base: int, unit: str) -> str:
 def _label(row: Row) -> str:
     if row.source == "paper":
         return f"{row.method} (paper)"
-    return f"{row.method} [{row.preset}]" if row.preset else row.method
+    label = f"{row.method} [{row.preset}]" if row.preset else row.method
+    return label + (f" (blank on {', '.join(row.blank)})" if row.blank else "")
 
 
 NOTES = (
     "10-step means ± standard error over test sequences; best per column in bold; "
     "† = not significantly different from the best (two-sided Wilcoxon signed-rank test over test "
     f"sequences, Holm-corrected, p ≥ {ALPHA}). Costs: parameters, FLOPs of one predict(10 → 10) "
-    "for one sequence, peak memory of that call."
+    "for one sequence, peak memory of that call. \"blank on D\": the predictions on D collapsed to near-black "
+    "frames (mean intensity under 10% of the targets'), so their scores are those of a blank frame."
 )
 
 

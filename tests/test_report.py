@@ -1,6 +1,7 @@
 """`bench report`: loading results, 10-step means and SEs, significance, tables, figures, the command."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -90,6 +91,16 @@ def test_markdown_bolds_the_best_daggers_the_tie_and_shows_costs(two_methods):
     assert lines["Method"].count("|") == lines["baseline [tiny]"].count("|") == 8
 
 
+def test_a_collapsed_method_is_labelled_blank(two_methods):
+    meta_path = two_methods / "mmnist" / "frnn.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "intensity": {"collapsed": True}}))
+    cells = load_results(two_methods)
+    text = table_markdown(table_rows(cells, significance(cells)), ["mmnist"])
+    assert "| frnn [tiny] (blank on mmnist) |" in text and "| baseline [tiny] |" in text
+    assert '"blank on D"' in text
+
+
 def test_cost_formatting():
     assert [_cost(v, 1000, "") for v in (0, 10371, 142958592, 3.3e9, math.nan)] == ["0", "10.4k", "143M", "3.3G", "–"]
     assert [_cost(v, 1024, "B") for v in (807436, 2**20, 1536 * 2**30)] == ["789KiB", "1MiB", "1.5TiB"]
@@ -113,8 +124,8 @@ def test_csv_and_latex_with_the_paper_overlay(tmp_path):
     ]
     lines = table_csv(rows, ["mmnist", "kth"]).splitlines()
     header = lines[0].split(",")
-    assert header[:6] == ["method", "source", "preset", "mmnist_mse", "mmnist_mse_se", "mmnist_mse_p"]
-    assert len(header) == 3 + 2 * (9 + 3)
+    assert header[:7] == ["method", "source", "preset", "blank_on", "mmnist_mse", "mmnist_mse_se", "mmnist_mse_p"]
+    assert len(header) == 4 + 2 * (9 + 3)
     paper_prednet = dict(zip(header, lines[4].split(",")))
     assert paper_prednet["kth_mse"] == "0.00309" and paper_prednet["kth_mse_se"] == ""
     tex = table_latex(rows, ["mmnist", "kth"])
