@@ -8,24 +8,23 @@ import pytest
 import torch
 
 import bench
+from method_helpers import SHAPES, frames, seeded
 from bench.errors import BenchError
 from bench.layers import PAPER_TOPOLOGY, GateSet, Pool2x, TiedConv, depth_cut, parse_topology, scaled_orthogonal_
 from bench.methods.frnn import DGRU
 from bench.optim import TFRMSprop
 
-SHAPES = [(1, 64, 64), (1, 64, 80), (3, 64, 80)]
 # Table 1's dGRUs as (a, b, k).
 PAPER_DGRUS = [(64, 128, 5), (128, 128, 5), (128, 256, 5), (256, 256, 5),
                (256, 512, 3), (512, 512, 3), (512, 256, 3), (256, 256, 3)]
 
 
 def tiny(frame_shape=(1, 64, 64), seed=0):
-    torch.manual_seed(seed)
-    return bench.get_method("frnn", frame_shape, preset="tiny").eval()
+    return seeded("frnn", frame_shape, seed=seed).eval()
 
 
 def context(batch=2, frame_shape=(1, 64, 64), length=10, seed=1):
-    return torch.rand(batch, length, *frame_shape, generator=torch.Generator().manual_seed(seed))
+    return frames(batch, length, frame_shape, seed)
 
 
 # --- parameter counts -------------------------------------------------------------------------

@@ -7,23 +7,22 @@ import pytest
 import torch
 
 import bench
+from method_helpers import SHAPES, frames, seeded
 from bench import checkpoint as ckpt
 from bench.errors import BenchError
 from bench.layers import TiedConv
 from bench.methods.rladder import LadderGRU
 
-SHAPES = [(1, 64, 64), (1, 64, 80), (3, 64, 80)]
 PAPER_LAYERS = [(64, 128, 5), (128, 128, 5), (128, 256, 5), (256, 256, 5),
                 (256, 512, 3), (512, 512, 3), (512, 256, 3), (256, 256, 3)]
 
 
 def tiny(frame_shape=(1, 64, 64), seed=0):
-    torch.manual_seed(seed)
-    return bench.get_method("rladder", frame_shape, preset="tiny").eval()
+    return seeded("rladder", frame_shape, seed=seed).eval()
 
 
 def context(batch=2, frame_shape=(1, 64, 64), length=10, seed=1):
-    return torch.rand(batch, length, *frame_shape, generator=torch.Generator().manual_seed(seed))
+    return frames(batch, length, frame_shape, seed)
 
 
 def test_paper_preset_parameter_count_follows_the_bridge_formula():

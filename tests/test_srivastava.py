@@ -8,26 +8,18 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import bench
+from method_helpers import SHAPES, count, frames, seeded
 from bench.cli import main
 from bench.errors import BenchError
 from bench.methods.srivastava import CONTEXT, PeepholeLSTMCell
 from bench.optim import ClippedMomentumSGD
 
-SHAPES = [(1, 64, 64), (1, 64, 80), (3, 64, 80)]
-
-
 def make(shape=(1, 64, 64), preset="tiny", seed=0, **overrides):
-    torch.manual_seed(seed)
-    return bench.get_method("srivastava", shape, preset=preset, **overrides)
+    return seeded("srivastava", shape, preset, seed, **overrides)
 
 
 def clips(shape=(1, 64, 64), batch=2, length=2 * CONTEXT, seed=1):
-    return torch.rand(batch, length, *shape, generator=torch.Generator().manual_seed(seed))
-
-
-def count(module):
-    return sum(p.numel() for p in module.parameters())
+    return frames(batch, length, shape, seed)
 
 
 def record_inputs(cell, store):

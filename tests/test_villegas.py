@@ -6,24 +6,16 @@ import math
 import pytest
 import torch
 
-import bench
+from method_helpers import SHAPES, count, frames, seeded
 from bench.errors import BenchError
 from bench.methods.villegas import CONTEXT, adversarial_weight, gray, next_flags, unpool
 
-SHAPES = [(1, 64, 64), (1, 64, 80), (3, 64, 80)]
-
-
 def make(shape=(1, 64, 64), preset="tiny", seed=0, **overrides):
-    torch.manual_seed(seed)
-    return bench.get_method("villegas", shape, preset=preset, **overrides)
+    return seeded("villegas", shape, preset, seed, **overrides)
 
 
 def clips(shape=(1, 64, 64), batch=2, length=2 * CONTEXT, seed=1):
-    return torch.rand(batch, length, *shape, generator=torch.Generator().manual_seed(seed))
-
-
-def count(module):
-    return sum(p.numel() for p in module.parameters())
+    return frames(batch, length, shape, seed)
 
 
 def test_unpool_is_zero_filled_top_left():
