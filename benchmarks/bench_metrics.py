@@ -1,4 +1,4 @@
-"""Metric throughput: the harness's batched metrics against a per-frame scikit-image loop.
+"""Metric throughput: the harness's metrics against a per-frame scikit-image loop.
 
 Both score the same frames (MSE, PSNR, SSIM per frame); values must agree to 1e-6. Timings are
 interleaved and the best of several rounds is kept, so the printed ratio is measured side by side

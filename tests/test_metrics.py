@@ -47,13 +47,35 @@ def test_float32_inputs_are_scored_in_float64():
 
 
 def test_mse_and_psnr_by_hand():
-    target = torch.zeros(1, 2, 1, 4, 4)
-    pred = torch.zeros(1, 2, 1, 4, 4)
-    pred[0, 0, 0, 0, :] = 1.0  # 4 of 16 pixels off by 1 -> MSE 0.25
+    target = torch.zeros(1, 2, 1, 16, 16)
+    pred = torch.zeros(1, 2, 1, 16, 16)
+    pred[0, 0, 0, :4] = 1.0  # 64 of 256 pixels off by 1 -> MSE 0.25
     pred[0, 1] = 0.1  # every pixel off by 0.1 -> MSE 0.01, PSNR 20 dB
-    out = {"mse": metrics.mse(pred, target), "psnr": metrics.psnr(pred, target)}
-    np.testing.assert_allclose(out["mse"].numpy(), [[0.25, 0.01]], rtol=1e-6)
-    np.testing.assert_allclose(out["psnr"].numpy(), [[10 * math.log10(4), 20.0]], rtol=1e-6)
+    fused = metrics.frame_metrics(pred, target)  # the CPU's fused kernel
+    for out in ({"mse": metrics.mse(pred, target), "psnr": metrics.psnr(pred, target)}, fused):
+        np.testing.assert_allclose(out["mse"].numpy(), [[0.25, 0.01]], rtol=1e-6)
+        np.testing.assert_allclose(out["psnr"].numpy(), [[10 * math.log10(4), 20.0]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 64, 64), (3, 17, 23)])
+def test_tensor_path_for_other_devices_matches_scikit_image(shape):
+    rng = np.random.default_rng(3)
+    target = rng.random((2, 3, *shape))
+    pred = np.clip(target + 0.2 * rng.standard_normal(target.shape), 0, 1)
+    images = [torch.tensor(frames).reshape(-1, *shape[1:]) for frames in (pred, target)]
+    ssim = metrics._ssim_tensor(*images).view(2, 3, shape[0]).mean(dim=2)
+    np.testing.assert_allclose(((1 - ssim) / 2).numpy(), skimage_dssim(pred, target), rtol=0, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_metrics_equal_cpu_metrics():
+    target = torch.rand(2, 3, 3, 64, 80)
+    pred = (target + 0.1 * torch.randn_like(target)).clamp(0, 1)
+    cpu = metrics.frame_metrics(pred, target)
+    gpu = metrics.frame_metrics(pred.cuda(), target.cuda())
+    for name, values in cpu.items():
+        assert gpu[name].device.type == "cuda"
+        np.testing.assert_allclose(gpu[name].cpu().numpy(), values.numpy(), rtol=1e-12)
 
 
 def test_identical_frames_give_infinite_psnr_dropped_and_counted():
