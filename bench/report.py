@@ -249,7 +249,7 @@ class Row:
     entries: dict[tuple[str, str], Entry]  # (dataset, metric) -> Entry
     costs: dict[tuple[str, str], float]  # (dataset, cost key) -> value
     p: dict[tuple[str, str], float] = field(default_factory=dict)
-    blank: list[str] = field(default_factory=list)  # datasets where the predictions collapsed to black
+    blank: list[str] = field(default_factory=list)  # "D" or "D from step k": predictions collapsed to black
 
 
 def table_rows(cells: list[Cell], comparisons: list[Comparison], paper: bool = False) -> list[Row]:
@@ -273,7 +273,7 @@ def table_rows(cells: list[Cell], comparisons: list[Comparison], paper: bool = F
                 p[cell.dataset, metric] = test.p_holm if test else math.nan
         costs = {(c.dataset, key): c.cost(key) for c in mine for key, *_ in COSTS}
         presets = "/".join(dict.fromkeys(c.preset for c in mine if c.preset))
-        blank = [c.dataset for c in mine if c.meta.get("intensity", {}).get("collapsed")]
+        blank = [note for c in mine if (note := _blank(c))]
         rows.append(Row(method, "ours", presets, entries, costs, p, blank))
         published = {
             (d, metric): Entry(reference[d, method][metric])
@@ -329,6 +329,15 @@ def _cost(value: float | None, base: int, unit: str) -> str:
     return f"{value / base**power:.3g}{prefix}{unit}"
 
 
+def _blank(cell: Cell) -> str | None:
+    """``"D"`` when the predictions on dataset D collapsed to black, ``"D from step k"`` when only from step k."""
+    intensity = cell.meta.get("intensity", {})
+    step = intensity.get("blank_from_step")
+    if step and step > 1:
+        return f"{cell.dataset} from step {step}"
+    return cell.dataset if step == 1 or intensity.get("collapsed") else None
+
+
 def _label(row: Row) -> str:
     if row.source == "paper":
         return f"{row.method} (paper)"
@@ -341,7 +350,8 @@ NOTES = (
     "† = not significantly different from the best (two-sided Wilcoxon signed-rank test over test "
     f"sequences, Holm-corrected, p ≥ {ALPHA}). Costs: parameters, FLOPs of one predict(10 → 10) "
     "for one sequence, peak memory of that call. \"blank on D\": the predictions on D collapsed to near-black "
-    "frames (mean intensity under 10% of the targets'), so their scores are those of a blank frame."
+    "frames (mean intensity under 10% of the targets'), so their scores are those of a blank frame; "
+    "\"from step k\": every step from k on is blank."
 )
 
 

@@ -132,8 +132,11 @@ def evaluate(
         "target_mean": (target_mean / total).tolist(),
         "pred_fraction_above_0.1": (bright / total).tolist(),
     }
-    # A prediction whose mean intensity is under 10% of the target's is a collapsed (blank) one.
+    # A prediction whose mean intensity is under 10% of the target's is a collapsed (blank) one:
+    # over all steps ("collapsed"), and per step (the first step from which every step is blank).
     intensity["collapsed"] = bool(np.mean(pred_mean) < 0.1 * np.mean(target_mean))
+    lit = np.flatnonzero(pred_mean >= 0.1 * target_mean)
+    intensity["blank_from_step"] = None if len(lit) and lit[-1] == HORIZON - 1 else int(lit[-1] + 2 if len(lit) else 1)
     meta = {
         "method": method.name,
         "config": method.config,

@@ -153,5 +153,15 @@ def test_python_api_evaluate(mmnist):
     result = bench.evaluate(method, mmnist, limit=8, progress=False)
     assert result.per_sequence["dssim"].shape == (8, 10)
     assert result.metadata["intensity"]["collapsed"] is False
+    assert result.metadata["intensity"]["blank_from_step"] is None
     context = torch.rand(2, 10, 1, 64, 64)
     assert torch.equal(method.predict(context, 3), context[:, -1:].expand(-1, 3, -1, -1, -1))
+
+
+@pytest.mark.parametrize("lit_steps, collapsed, blank_from", [(0, True, 1), (3, False, 4), (10, False, None)])
+def test_predictions_fading_to_black_are_flagged_per_step(mmnist, lit_steps, collapsed, blank_from):
+    method = bench.get_method("baseline", frame_shape=mmnist.frame_shape, preset="tiny")
+    copy_last = method.predict
+    method.predict = lambda context, horizon: copy_last(context, horizon) * (torch.arange(horizon) < lit_steps).view(1, -1, 1, 1, 1)
+    intensity = bench.evaluate(method, mmnist, limit=4, progress=False).metadata["intensity"]
+    assert (intensity["collapsed"], intensity["blank_from_step"]) == (collapsed, blank_from)

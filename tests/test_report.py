@@ -99,6 +99,10 @@ def test_a_collapsed_method_is_labelled_blank(two_methods):
     text = table_markdown(table_rows(cells, significance(cells)), ["mmnist"])
     assert "| frnn [tiny] (blank on mmnist) |" in text and "| baseline [tiny] |" in text
     assert '"blank on D"' in text
+    meta_path.write_text(json.dumps({**meta, "intensity": {"collapsed": False, "blank_from_step": 4}}))
+    rows = table_rows(load_results(two_methods), [])
+    assert "| frnn [tiny] (blank on mmnist from step 4) |" in table_markdown(rows, ["mmnist"])
+    assert "mmnist from step 4" in table_csv(rows, ["mmnist"]).splitlines()[2]
 
 
 def test_cost_formatting():
