@@ -14,8 +14,8 @@ is shared, so encoder and decoder must both run at every step and predictions ar
 Training is fRNN's (L1 on the predictions in [-1, 1], TF1 RMSProp lr 1e-4, 500k iterations) with
 **batch 6**. Init: the same scaled-orthogonal kernels, zero biases, both initial states learnable
 and zero. ``paper`` has 155,992,225 parameters on 64x64 gray frames (fRNN: 105,707,617).
-``small`` and ``tiny`` use fRNN's narrowed topologies and settings (``small``: batch 2 against
-fRNN's 4, keeping the paper's 6:12 ratio; same 150 steps and lr; 986,753 parameters).
+``small`` and ``tiny`` use fRNN's narrowed topologies and settings (``small``: batch 4 against
+fRNN's 8, keeping the paper's 6:12 ratio; same 3,000 steps and lr; 445,105 parameters).
 ``predict(..., depth=k)`` drops layers as for fRNN.
 
 Pre-training (paper Sec. 4.3): trained from scratch on Moving MNIST, RLadder collapses to a blank

@@ -45,6 +45,13 @@ def test_paper_preset_has_105_707_617_parameters_decomposed_as_the_spec_says():
     assert count(model.layers) == sum(p.numel() for p in model.parameters()) == 105_707_617
 
 
+def test_small_preset_parameters_by_hand():
+    model = bench.get_method("frnn", (1, 64, 64), preset="small")
+    conv = 1 * 8 * 25 + 8 + 1  # encoder kernel and bias, decoder bias
+    dgrus = [27 * (a + b) ** 2 + 3 * a + 3 * b + b for a, b in [(8, 16), (16, 32), (32, 32), (32, 32)]]
+    assert sum(p.numel() for p in model.parameters()) == conv + sum(dgrus) == 299_865
+
+
 @pytest.mark.parametrize("frame_shape", SHAPES)
 def test_paper_preset_output_shapes_on_every_dataset(frame_shape):
     with torch.device("meta"):
