@@ -19,11 +19,14 @@
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import math
 import os
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -227,36 +230,37 @@ class _Run:
         began = interval_began = time.perf_counter()
         sums: dict[str, float] = {}
         count = 0
-        try:
-            for step in range(self.start + 1, steps + 1):
-                losses = self.method.training_step(self._batch(clips, batch_size))
-                if self.world.size > 1:
-                    losses = distributed.average(losses, self.device)
-                _check_finite(losses, self.method.name, step, self.path)
-                self.step = step
-                for key, value in losses.items():
-                    sums[key] = sums.get(key, 0.0) + float(value)
-                count += 1
-                bar.update(1)
-                if step % log_every == 0 or step == steps:
-                    now = time.perf_counter()
-                    means = {key: value / count for key, value in sums.items()}
-                    rate = count / (now - interval_began)
-                    bar.set_postfix({**{k: f"{v:.4g}" for k, v in means.items()}, "seq/s": f"{rate * batch_size:.3g}"})
-                    if log:
-                        log.write(step, means, now - interval_began, rate, rate * batch_size)
-                    sums, count, interval_began = {}, 0, now
-                if step % every == 0 or step == steps:
+        with _terminate_as_interrupt():
+            try:
+                for step in range(self.start + 1, steps + 1):
+                    losses = self.method.training_step(self._batch(clips, batch_size))
+                    if self.world.size > 1:
+                        losses = distributed.average(losses, self.device)
+                    _check_finite(losses, self.method.name, step, self.path)
+                    self.step = step
+                    for key, value in losses.items():
+                        sums[key] = sums.get(key, 0.0) + float(value)
+                    count += 1
+                    bar.update(1)
+                    if step % log_every == 0 or step == steps:
+                        now = time.perf_counter()
+                        means = {key: value / count for key, value in sums.items()}
+                        rate = count / (now - interval_began)
+                        bar.set_postfix({**{k: f"{v:.4g}" for k, v in means.items()}, "seq/s": f"{rate * batch_size:.3g}"})
+                        if log:
+                            log.write(step, means, now - interval_began, rate, rate * batch_size)
+                        sums, count, interval_began = {}, 0, now
+                    if step % every == 0 or step == steps:
+                        self._save(log, keep, time.perf_counter() - began, batch_size)
+            except KeyboardInterrupt:
+                if self.step > self.saved:
                     self._save(log, keep, time.perf_counter() - began, batch_size)
-        except KeyboardInterrupt:
-            if self.step > self.saved:
-                self._save(log, keep, time.perf_counter() - began, batch_size)
-                echo(f"Interrupted: saved step {self.step} to {self.path}.")
-            raise
-        finally:
-            bar.close()
-            if log:
-                log.close()
+                    echo(f"Interrupted: saved step {self.step} to {self.path}.")
+                raise
+            finally:
+                bar.close()
+                if log:
+                    log.close()
         return Summary(self.path, self.start, self.step, time.perf_counter() - began, batch_size, means)
 
     def _batch(self, clips: Iterator[np.ndarray], batch_size: int) -> torch.Tensor:
@@ -339,6 +343,24 @@ def _config(cls: type[Method], preset: str, explicit: dict[str, Any], previous: 
                 "drop that setting to resume, or pass another --checkpoint-dir to start a new run"
             )
     return {**base, **previous["config"], **explicit}
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """Treat SIGTERM (``kill``, a cluster scheduler's stop) like Ctrl-C while training, so the steps
+    done since the last checkpoint are saved before the process ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _seed_everything(seed: int) -> None:

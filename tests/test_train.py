@@ -182,6 +182,20 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     assert not list(tmp_path.rglob(".*.tmp"))
 
 
+def test_sigterm_saves_the_steps_since_the_last_checkpoint(tmp_path):
+    settings = {"steps": 400, "every": 1000, "overrides": {"delay": 0.01}}  # no periodic checkpoint
+    path = ckpt.checkpoint_path(DATASET, METHOD, "tiny", tmp_path)
+    process = spawned(functools.partial(run_train, tmp_path, **settings))
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and process.is_alive() and not ckpt.log_path(path).exists():
+        time.sleep(0.02)  # the log appears when the training loop starts
+    time.sleep(1.0)
+    os.kill(process.pid, signal.SIGTERM)
+    process.join()
+    assert process.exitcode != 0, "training finished before SIGTERM"
+    assert 0 < ckpt.load(path)["step"] < 400
+
+
 def test_two_gloo_processes_match_one_process(tmp_path):
     """Global batch 4 as 2 x 2 over gloo (the environment torchrun sets): the same weights and loss
     curve as one process with batch 4; only rank 0 writes."""
