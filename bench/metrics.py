@@ -105,8 +105,7 @@ def _mse_and_ssim(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tenso
     xs, ys = (_images(frames, h, w) for frames in (pred, target))
     if pred.device.type == "cpu":
         per_image = torch.from_numpy(_mse_and_ssim_cpu(xs.numpy(), ys.numpy(), np.array(gaussian_window())))
-        frame_mse, frame_ssim = per_image.view(b, t, c, 2).mean(dim=2).unbind(-1)
-        return frame_mse, frame_ssim
+        return per_image.view(b, t, c, 2).mean(dim=2).unbind(-1)  # channel means of MSE and SSIM
     per_image = [_ssim_tensor(xs[i : i + 8].double(), ys[i : i + 8].double()) for i in range(0, len(xs), 8)]
     return mse(pred, target), torch.cat(per_image).view(b, t, c).mean(dim=2)
 
