@@ -136,7 +136,8 @@ def evaluate(
     # over all steps ("collapsed"), and per step (the first step from which every step is blank).
     intensity["collapsed"] = bool(np.mean(pred_mean) < 0.1 * np.mean(target_mean))
     lit = np.flatnonzero(pred_mean >= 0.1 * target_mean)
-    intensity["blank_from_step"] = None if len(lit) and lit[-1] == HORIZON - 1 else int(lit[-1] + 2 if len(lit) else 1)
+    last_lit = int(lit[-1]) + 1 if len(lit) else 0  # 1-based step; 0 when every step is blank
+    intensity["blank_from_step"] = None if last_lit == len(pred_mean) else last_lit + 1
     meta = {
         "method": method.name,
         "config": method.config,
