@@ -9,7 +9,10 @@ A method is a ``torch.nn.Module`` that sees float frames in [0, 1], batch-first
 * build their modules and their optimizer(s) in ``__init__(frame_shape, config)``, storing the
   optimizers in ``self.optimizers`` (a name -> optimizer dict; GANs have two);
 * implement ``predict(context, horizon)`` (deterministic in eval mode; the runner calls it under
-  ``torch.no_grad()``) and, when trainable, ``training_step(clip)``.
+  ``torch.no_grad()``) and, when trainable, ``training_step(clip)``, whose returned dict holds
+  ``loss_key``: the term that measures how well the model fits (for a GAN, its reconstruction term);
+* pass the learnability check (:mod:`bench.learnability`): the ``tiny`` preset, trained for a few
+  hundred steps on a handful of sequences, fits them better than copy-last and a blank frame.
 
 Checkpoints hold ``state_dict()`` plus ``optimizer_state_dict()``.
 """
@@ -31,6 +34,7 @@ class Method(nn.Module):
     presets: ClassVar[dict[str, Config]] = {}
     trainable: ClassVar[bool] = True
     min_batch_size: ClassVar[int] = 1  # the smallest training batch (a GAN splitting it for D and G needs 2)
+    loss_key: ClassVar[str] = "loss"  # the entry of training_step's dict that measures the fit
 
     def __init__(self, frame_shape: tuple[int, int, int], config: Config):
         super().__init__()

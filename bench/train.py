@@ -106,9 +106,13 @@ def train(
     log_every: int = 10,
     progress: bool = True,
     echo: Callable[[str], Any] = say,
+    on_save: Callable[[Path, int], Any] | None = None,
 ) -> Summary:
     """Train ``method_name`` (``preset`` with ``overrides``) on ``dataset`` up to ``steps`` (default:
-    the preset's budget), resuming from its checkpoint under ``checkpoint_dir`` when there is one."""
+    the preset's budget), resuming from its checkpoint under ``checkpoint_dir`` when there is one.
+
+    ``on_save(checkpoint, step)`` runs after every periodic save (e.g. to evaluate the snapshot for a
+    learning curve); its time is not counted as training time."""
     if every < 1 or log_every < 1:
         raise BenchError("--checkpoint-every and --log-every must be at least 1")
     world = distributed.world_from_env()
@@ -143,7 +147,7 @@ def train(
         if world.size > 1:
             distributed.replicate(method)
         run = _Run(method, dataset, path, preset, seed, world, dev, start, previous, init_from)
-        return run.loop(config["steps"], config["batch_size"], every, keep, log_every, progress, echo)
+        return run.loop(config["steps"], config["batch_size"], every, keep, log_every, progress, echo, on_save)
     finally:
         distributed.shutdown()
 
@@ -219,7 +223,7 @@ class _Run:
         self.step = start
         self.saved = start
 
-    def loop(self, steps, batch_size, every, keep, log_every, progress, echo) -> Summary:
+    def loop(self, steps, batch_size, every, keep, log_every, progress, echo, on_save=None) -> Summary:
         if self.start >= steps:
             return Summary(self.path, self.start, self.start, 0.0, batch_size, {})
         log = _Log(ckpt.log_path(self.path), self.start) if self.world.is_main else None
@@ -252,6 +256,11 @@ class _Run:
                         sums, count, interval_began = {}, 0, now
                     if step % every == 0 or step == steps:
                         self._save(log, keep, time.perf_counter() - began, batch_size)
+                        if on_save is not None and self.world.is_main:
+                            paused = time.perf_counter()
+                            on_save(self.path, step)
+                            paused = time.perf_counter() - paused
+                            began, interval_began = began + paused, interval_began + paused
             except KeyboardInterrupt:
                 if self.step > self.saved:
                     self._save(log, keep, time.perf_counter() - began, batch_size)

@@ -170,13 +170,14 @@ class MultiScaleDiscriminator(nn.Module):
 @register_method("mathieu")
 class Mathieu(Method):
     min_batch_size = 2  # one half of the batch trains D, the other G
+    loss_key = "reconstruction"
     presets = {
         "paper": {"steps": 100_000, "batch_size": 16, "width": 1.0, "optimizer": "sgd",
                   "lr_g": 0.04, "lr_g_end": 0.005, "lr_d": 0.02, **_COMMON},
         "small": {"steps": 1500, "batch_size": 8, "width": 0.25, "optimizer": "adam",
                   "lr_g": 1e-4, "lr_g_end": 1e-4, "lr_d": 1e-4, **_COMMON},
-        "tiny": {"steps": 4, "batch_size": 4, "width": 1 / 16, "optimizer": "adam",
-                 "lr_g": 1e-3, "lr_g_end": 1e-3, "lr_d": 1e-3, **_COMMON},
+        "tiny": {"steps": 4, "batch_size": 4, "width": 1 / 16, "optimizer": "sgd",
+                 "lr_g": 0.004, "lr_g_end": 0.004, "lr_d": 0.002, **_COMMON},
     }
 
     def __init__(self, frame_shape, config):

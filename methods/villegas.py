@@ -220,12 +220,13 @@ class Discriminator(nn.Module):
 
 @register_method("villegas")
 class MCnet(Method):
+    loss_key = "reconstruction"
     presets = {
         "paper": {"steps": 100_000, "batch_size": 8, "gf": 64, "df": 64, "lr": 1e-4, "beta1": 0.5,
                   "alpha": 1.0, "beta": None, "margin": 0.3},
         "small": {"steps": 300, "batch_size": 8, "gf": 16, "df": 16, "lr": 1e-4, "beta1": 0.5,
                   "alpha": 1.0, "beta": None, "margin": 0.3},
-        "tiny": {"steps": 5, "batch_size": 2, "gf": 4, "df": 4, "lr": 1e-4, "beta1": 0.5,
+        "tiny": {"steps": 5, "batch_size": 2, "gf": 4, "df": 4, "lr": 1e-3, "beta1": 0.5,
                  "alpha": 1.0, "beta": None, "margin": 0.3},
     }
 
