@@ -112,7 +112,8 @@ def train(
     the preset's budget), resuming from its checkpoint under ``checkpoint_dir`` when there is one.
 
     ``on_save(checkpoint, step)`` runs after every periodic save (e.g. to evaluate the snapshot for a
-    learning curve); its time is not counted as training time."""
+    learning curve); its time is not counted as training time and the RNG states are restored after
+    it, so the run trains exactly as it would without it."""
     if every < 1 or log_every < 1:
         raise BenchError("--checkpoint-every and --log-every must be at least 1")
     world = distributed.world_from_env()
@@ -258,7 +259,9 @@ class _Run:
                         self._save(log, keep, time.perf_counter() - began, batch_size)
                         if on_save is not None and self.world.is_main:
                             paused = time.perf_counter()
+                            rng = ckpt.capture_rng()  # the callback must not change the training's random stream
                             on_save(self.path, step)
+                            ckpt.restore_rng(rng)
                             paused = time.perf_counter() - paused
                             began, interval_began = began + paused, interval_began + paused
             except KeyboardInterrupt:

@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--checkpoint-dir", default=None)
     parser.add_argument("--init-from", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", type=int, default=1000, help="checkpoint snapshots kept (default: all)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", default="results/curves")
     args = parser.parse_args()
@@ -132,7 +133,7 @@ def main() -> None:
               f"blank steps {row['blank_steps']} ({row['train_minutes']} min)", flush=True)
 
     summary = train(args.method, data, preset=args.preset, overrides=overrides, steps=args.steps, seed=args.seed,
-                    checkpoint_dir=args.checkpoint_dir, init_from=args.init_from, every=args.every,
+                    checkpoint_dir=args.checkpoint_dir, init_from=args.init_from, every=args.every, keep=args.keep,
                     progress=False, on_save=point)
     print(summary.describe())
 
