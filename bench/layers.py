@@ -191,6 +191,7 @@ class RecurrentAutoencoder(Method):
 
     unit: ClassVar[type[nn.Module]]
     loss_key = "l1"
+    progress_buffers = ("updates",)
 
     def __init__(self, frame_shape: tuple[int, int, int], config: Config):
         super().__init__(frame_shape, config)
