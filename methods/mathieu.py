@@ -175,8 +175,8 @@ class Mathieu(Method):
     presets = {
         "paper": {"steps": 100_000, "batch_size": 16, "width": 1.0, "optimizer": "sgd",
                   "lr_g": 0.04, "lr_g_end": 0.005, "lr_d": 0.02, **_COMMON},
-        "small": {"steps": 1500, "batch_size": 8, "width": 0.25, "optimizer": "adam",
-                  "lr_g": 1e-4, "lr_g_end": 1e-4, "lr_d": 1e-4, **_COMMON},
+        "small": {"steps": 10_000, "batch_size": 8, "width": 0.25, "optimizer": "sgd",
+                  "lr_g": 0.004, "lr_g_end": 0.004, "lr_d": 0.002, **_COMMON},
         "tiny": {"steps": 4, "batch_size": 4, "width": 1 / 16, "optimizer": "sgd",
                  "lr_g": 0.004, "lr_g_end": 0.004, "lr_d": 0.002, **_COMMON},
     }

@@ -147,7 +147,7 @@ class CompositeLSTM(Method):
             "momentum": 0.9, "weight_decay": 1e-4, "update_clip": 1e-4,
         },
         "small": {
-            "steps": 360, "batch_size": 16, "units": 256, "layers": 1, "conditional": True,
+            "steps": 12_000, "batch_size": 16, "units": 128, "layers": 1, "conditional": True,
             "binary": None, "optimizer": "adam", "reduction": "mean", "lr": 1e-3,
             "momentum": 0.9, "weight_decay": 0.0, "update_clip": 0.0,
         },
