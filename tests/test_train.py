@@ -223,7 +223,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     ddp_curve = [float(row["l1"]) for row in log_rows(tmp_path / "ddp")]
     assert ddp_curve == pytest.approx([float(row["l1"]) for row in log_rows(tmp_path / "one")], abs=1e-6)
     assert sorted(p.name for p in (tmp_path / "ddp" / DATASET).iterdir()) == sorted(
-        [f"{METHOD}-tiny.pt", f"{METHOD}-tiny.csv", f"{METHOD}-tiny.step000000005.pt"]
+        [f"{METHOD}-tiny.pt", f"{METHOD}-tiny.csv", f"{METHOD}-tiny.step000000005.pt", f".{METHOD}-tiny.pt.lock"]
     )
 
 
