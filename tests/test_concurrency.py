@@ -38,7 +38,7 @@ def wait_for(condition, seconds: float = 300) -> None:
 
 def test_a_second_trainer_of_one_checkpoint_is_refused_and_the_first_keeps_its_log(tmp_path):
     args = ["train", "--method", NET, "--dataset", SQUARES, "--preset", "tiny", "--steps", "100000", "--log-every",
-            "1", "--checkpoint-every", "3", "--set", "delay=0.02", "--checkpoint-dir", str(tmp_path), "--quiet"]
+            "1", "--checkpoint-every", "100000", "--set", "delay=0.02", "--checkpoint-dir", str(tmp_path), "--quiet"]
     path = ckpt.checkpoint_path(SQUARES, NET, "tiny", tmp_path)
     first = bench(*args)
     try:
