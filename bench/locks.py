@@ -8,8 +8,9 @@ refused can name it. Within one process a lock is re-entrant (held locks are cou
 holds a checkpoint's lock may call code that takes it again.
 
 Platforms: Linux and macOS have ``flock``; on a network file system it works where the server supports
-locks (Linux NFS clients map it to byte-range locks). Windows has no ``fcntl``: there no lock is taken,
-and a warning says once per process that nothing stops two processes from writing one checkpoint or cell.
+locks (Linux NFS clients map it to byte-range locks); where a file system refuses locks, a warning
+says so and the work goes on unlocked. Windows has no ``fcntl``: there no lock is taken, and a
+warning says once per process that nothing stops two processes from writing one checkpoint or cell.
 """
 from __future__ import annotations
 
@@ -68,6 +69,9 @@ def exclusive(path: str | os.PathLike, what: str, advice: str, wait: bool = Fals
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             raise BenchError(f"{what} is in use by {_holder(fd)}; {advice}") from None
+        except OSError as error:  # a file system without locks (some network mounts): go on unlocked
+            warnings.warn(f"cannot lock {file} ({describe(error)}): nothing stops another process from "
+                          f"writing {what} at the same time", stacklevel=3)
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(_me()).encode() + b"\n", 0)
         _held[key] = 1

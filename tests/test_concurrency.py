@@ -3,6 +3,7 @@ parent is killed."""
 from __future__ import annotations
 
 import csv
+import errno
 import multiprocessing
 import os
 import signal
@@ -115,3 +116,15 @@ def test_jobs_workers_die_with_their_killed_parent(tmp_path):
     time.sleep(1.0)
     assert ckpt.load(path)["step"] == step  # and nothing writes any more
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_file_system_without_locks_warns_and_goes_on(tmp_path, monkeypatch):
+    def refuse(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(locks.fcntl, "flock", refuse)
+    with pytest.warns(UserWarning, match=r"cannot lock .*\.x\.lock \(No locks available\): nothing stops another "
+                                         r"process from writing results x at the same time"):
+        with locks.exclusive(tmp_path / "x", "results x", "wait"):
+            with locks.exclusive(tmp_path / "x", "results x", "wait"):  # re-entrant within one process
+                pass
