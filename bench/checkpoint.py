@@ -165,7 +165,7 @@ def restore(method: Method, checkpoint: dict[str, Any], path: Path, *, rng: bool
         method.load_state_dict(checkpoint["model"])
         method.load_optimizer_state_dict(checkpoint["optimizers"])
     except (RuntimeError, ValueError, KeyError) as error:
-        raise BenchError(f"checkpoint {path} does not fit method {method.name!r} as configured: {_misfit(error)}; "
+        raise BenchError(f"checkpoint {path} does not fit method {method.name!r} as configured: {misfit(error)}; "
                          f"{ADVICE}") from None
     if rng:
         restore_rng(checkpoint["rng"])
@@ -173,13 +173,18 @@ def restore(method: Method, checkpoint: dict[str, Any], path: Path, *, rng: bool
 
 def load_weights(method: Method, path: str | os.PathLike) -> dict[str, Any]:
     """Initialise ``method`` from another run's weights only (``--init-from``): same method, any
-    preset, dataset or frame shape whose tensors fit."""
+    preset, dataset or frame shape whose tensors fit. Training-progress counters
+    (``method.progress_buffers``) keep their fresh values, so learning-rate schedules start over."""
     advice = "pass another --init-from file"
     checkpoint = load(path, method=method.name, advice=advice)
+    state = dict(checkpoint["model"])
+    own = method.state_dict()
+    for name in method.progress_buffers:  # a new run starts its schedules from the beginning
+        state[name] = own[name]
     try:
-        method.load_state_dict(checkpoint["model"])
+        method.load_state_dict(state)
     except RuntimeError as error:
-        raise BenchError(f"weights in {path} do not fit method {method.name!r} as configured: {_misfit(error)}; "
+        raise BenchError(f"weights in {path} do not fit method {method.name!r} as configured: {misfit(error)}; "
                          f"{advice}") from None
     return checkpoint
 
@@ -231,7 +236,7 @@ def _reason(error: Exception, path: Path) -> str:
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
-def _misfit(error: Exception) -> str:
+def misfit(error: Exception) -> str:
     """The first problem of a ``load_state_dict`` error, in short, and how many more there are."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     details = [line for line in lines if not line.startswith("Error(s) in loading state_dict")] or lines[:1]
