@@ -1,24 +1,26 @@
 """Drift check: every (dataset, method, step, metric) of a results directory against a committed reference.
 
-The reference (``results/reference/<dataset>/<method>.csv``) has the per-step results CSV format. A value
+The reference (``results/reference/<dataset>/<method>.csv``) holds one per-step results CSV per cell: a
+cell's ``steps.csv``, nothing else. (It keeps these flat names rather than the cells' folder layout: a
+single file per cell has nothing to commit together, and ``git diff`` then names the method.) A value
 drifts when ``|current - reference| > abs + rel * |reference|`` for its metric's tolerances (``rel``, ``abs``;
 defaults in :data:`DEFAULT_TOLERANCES`, overridable per metric). A changed number of test sequences (or of
-infinite PSNRs dropped), a result without a reference and a reference without a result are failures
-too, each named. Results are the complete cells of :func:`bench.results.cells`.
-:func:`update_reference` copies the current CSVs into the reference: the deliberate refresh.
+infinite PSNRs dropped), a result without a reference, a reference without a result and a damaged cell
+(:func:`bench.results.scan`) are failures too, each named; so are a missing results folder and a check
+with nothing to compare. :func:`update_reference` copies the current CSVs into the reference: the
+deliberate refresh.
 """
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import results
+from . import results, storage
 from .errors import BenchError
-from .report import METRICS, read_curves
+from .results import METRICS, read_curves
 
 DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {  # metric -> (relative, absolute)
     "mse": (0.01, 1e-6),
@@ -84,9 +86,10 @@ def _reference_cells(root: Path) -> dict[tuple[str, str], Path]:
     return {(path.parent.name, path.stem): path for path in sorted(root.glob("*/*.csv"))}
 
 
-def _result_cells(root: Path) -> dict[tuple[str, str], Path]:
-    """(dataset, method) -> CSV of every complete cell (CSV, NPZ and JSON written) under ``root``."""
-    return {key: results.cell_paths(root, *key)["csv"] for key in results.cells(root)}
+def _result_cells(root: Path) -> tuple[dict[tuple[str, str], results.StoredCell], list[results.DamagedCell]]:
+    """(dataset, method) -> every complete cell under ``root``, and the damaged cells."""
+    complete, damaged = results.scan(root)
+    return {(cell.dataset, cell.method): cell for cell in complete}, damaged
 
 
 def compare(results_dir: str | Path, reference_dir: str | Path,
@@ -95,18 +98,28 @@ def compare(results_dir: str | Path, reference_dir: str | Path,
     results_dir, reference_dir = Path(results_dir), Path(reference_dir)
     if not reference_dir.is_dir():
         raise BenchError(f"reference directory {reference_dir} does not exist; create it with `bench check --update`")
+    if not results_dir.is_dir():
+        raise BenchError(f"results directory {results_dir} does not exist; run `bench run` (or `.ci/grid "
+                         f"{results_dir}`) first, or pass another --results-dir")
     tolerances = {**DEFAULT_TOLERANCES, **(tolerances or {})}
-    current, reference = _result_cells(results_dir), _reference_cells(reference_dir)
+    (current, damaged), reference = _result_cells(results_dir), _reference_cells(reference_dir)
     result = CheckResult()
+    result.problems += [str(error) for error in damaged]
+    skipped = {(error.dataset, error.method) for error in damaged}
+    if not current and not reference and not damaged:
+        result.problems.append(f"nothing to compare: no results under {results_dir} and no reference files "
+                               f"under {reference_dir}")
     for key in sorted(set(current) | set(reference)):
         name = f"{key[0]}/{key[1]}"
+        if key in skipped:
+            continue
         if key not in reference:
             result.problems.append(f"missing reference for {name}: no {reference_dir / key[0] / (key[1] + '.csv')}")
             continue
         if key not in current:
             result.problems.append(f"missing result for {name}: the reference has it, {results_dir} does not")
             continue
-        now, ref = read_curves(current[key]), read_curves(reference[key])
+        now, ref = current[key].curves, read_curves(reference[key])
         if len(now["step"]) != len(ref["step"]):
             result.problems.append(f"{name}: {len(now['step'])} steps, the reference has {len(ref['step'])}")
             continue
@@ -157,16 +170,15 @@ def _excess(d: Difference) -> float:
 def update_reference(results_dir: str | Path, reference_dir: str | Path) -> tuple[list[Path], list[Path]]:
     """Make ``reference_dir`` hold exactly the results CSVs of ``results_dir``: (paths written, paths removed)."""
     results_dir, reference_dir = Path(results_dir), Path(reference_dir)
-    cells = _result_cells(results_dir)
+    cells, damaged = _result_cells(results_dir)
+    if damaged:
+        raise BenchError(f"cannot refresh the reference from damaged results: {damaged[0]}; redo it with `bench run`")
     if not cells:
         raise BenchError(f"no results under {results_dir} to make a reference from")
-    for path in cells.values():
-        read_curves(path)  # refuse to copy a malformed file
     written = []
-    for (dataset, method), path in cells.items():
+    for (dataset, method), cell in cells.items():
         target = reference_dir / dataset / f"{method}.csv"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
+        storage.atomic_write(target, (cell.folder / results.FILES["csv"]).read_bytes())
         written.append(target)
     removed = [path for key, path in _reference_cells(reference_dir).items() if key not in cells]
     for path in removed:

@@ -9,11 +9,16 @@ rename, then points ``<method>-<preset>.pt`` at it (a hard link swapped in by a 
 copy where links are unsupported), and deletes all but the newest ``keep`` snapshots. A process
 killed at any moment therefore leaves the previous complete checkpoint (or the new one) under the
 main name, never a half-written file; a leftover temporary file is removed by the next save.
+Whoever trains holds the checkpoint's lock (:func:`lock`), so two processes never write one checkpoint.
+
+A file that does not load is named with what is wrong with it in plain words (torch's own message
+suggests ``weights_only=False``, which would run any code in the file: never repeated here).
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import random
 import re
 import shutil
@@ -23,11 +28,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import locks, storage
 from .errors import BenchError
 from .method import Method
 
 FORMAT = "vpbench-checkpoint/1"
 REQUIRED = ("method", "preset", "dataset", "frame_shape", "config", "step", "model", "optimizers", "rng")
+ADVICE = "pass another --checkpoint-dir, or delete it to train from scratch"
 
 
 def default_dir() -> Path:
@@ -37,6 +44,19 @@ def default_dir() -> Path:
 
 def checkpoint_path(dataset: str, method: str, preset: str, directory: str | os.PathLike | None = None) -> Path:
     return Path(directory or default_dir()) / dataset / f"{method}-{preset}.pt"
+
+
+def lock(path: Path):
+    """The checkpoint's exclusive lock (a context manager), refused at once while another process holds it."""
+    return locks.exclusive(path, f"checkpoint {path}", "wait for that run to finish, or pass another --checkpoint-dir")
+
+
+def expected_bytes(method: Method, path: Path) -> int:
+    """About the size of ``method``'s next checkpoint at ``path``: the present file's size, else its
+    weights three times over (weights and two optimizer moments, as with Adam)."""
+    if path.exists():
+        return path.stat().st_size
+    return 3 * sum(t.numel() * t.element_size() for t in method.state_dict().values())
 
 
 def log_path(checkpoint: Path) -> Path:
@@ -71,15 +91,7 @@ def save(path: Path, checkpoint: dict[str, Any], keep: int = 5) -> None:
         stale.unlink(missing_ok=True)
     snapshot = _snapshot_name(path, checkpoint["step"])
     tmp = path.parent / f".{snapshot.name}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(checkpoint, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        torch.load(tmp, map_location="cpu", weights_only=True)  # what is renamed into place must load
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write(tmp, checkpoint)
     os.replace(tmp, snapshot)
     alias = path.parent / f".{path.name}.{os.getpid()}.tmp"
     try:
@@ -87,9 +99,23 @@ def save(path: Path, checkpoint: dict[str, Any], keep: int = 5) -> None:
     except OSError:
         shutil.copyfile(snapshot, alias)
     os.replace(alias, path)
-    _fsync_dir(path.parent)
+    storage.fsync_dir(path.parent)
     for old in snapshots(path)[:-keep]:
         old.unlink(missing_ok=True)
+
+
+def write(path: Path, checkpoint: dict[str, Any]) -> None:
+    """Write ``checkpoint`` to the new file ``path``, flushed to disk and checked to load weights-only;
+    on any failure no file is left."""
+    try:
+        with open(path, "xb") as handle:
+            torch.save(checkpoint, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        torch.load(path, map_location="cpu", weights_only=True)  # what is renamed into place must load
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def snapshots(path: Path) -> list[Path]:
@@ -106,28 +132,29 @@ def load(
     preset: str | None = None,
     frame_shape: tuple[int, ...] | None = None,
     map_location: str | torch.device = "cpu",
+    advice: str = ADVICE,
 ) -> dict[str, Any]:
     """Read and check a checkpoint (``weights_only=True``); refuse one of another method, preset or
-    frame shape than given, and name the file when it is missing, corrupt or not a checkpoint."""
+    frame shape than given, and name the file when it is missing, damaged or not a checkpoint, ending
+    with ``advice`` (what the user can do about the file)."""
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"checkpoint {path} does not exist")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, ... on bad files
-        reason = _reason(error)
-        raise BenchError(f"checkpoint {path} is corrupt or not a vpbench checkpoint ({reason}); delete it or pass another file") from None
+        raise BenchError(f"checkpoint {path} is damaged or not a vpbench checkpoint: {_reason(error, path)}; "
+                         f"{advice}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        raise BenchError(f"checkpoint {path} is not a vpbench checkpoint (format {FORMAT!r} expected)")
+        raise BenchError(f"checkpoint {path} is not a vpbench checkpoint (format {FORMAT!r} expected); {advice}")
     missing = [key for key in REQUIRED if key not in checkpoint]
     if missing:
-        raise BenchError(f"checkpoint {path} is incomplete: it lacks {', '.join(missing)}")
+        raise BenchError(f"checkpoint {path} is incomplete: it lacks {', '.join(missing)}; {advice}")
     expected = {"method": method, "preset": preset, "frame_shape": list(frame_shape) if frame_shape else None}
     for key, want in expected.items():
         if want is not None and checkpoint[key] != want:
             raise BenchError(
-                f"checkpoint {path} holds {key.replace('_', ' ')} {checkpoint[key]!r}, not {want!r}; "
-                "pass another --checkpoint-dir or delete the file"
+                f"checkpoint {path} holds {key.replace('_', ' ')} {checkpoint[key]!r}, not {want!r}; {advice}"
             )
     return checkpoint
 
@@ -138,7 +165,8 @@ def restore(method: Method, checkpoint: dict[str, Any], path: Path, *, rng: bool
         method.load_state_dict(checkpoint["model"])
         method.load_optimizer_state_dict(checkpoint["optimizers"])
     except (RuntimeError, ValueError, KeyError) as error:
-        raise BenchError(f"checkpoint {path} does not fit method {method.name!r}: {str(error).splitlines()[0]}") from None
+        raise BenchError(f"checkpoint {path} does not fit method {method.name!r} as configured: {misfit(error)}; "
+                         f"{ADVICE}") from None
     if rng:
         restore_rng(checkpoint["rng"])
 
@@ -147,7 +175,8 @@ def load_weights(method: Method, path: str | os.PathLike) -> dict[str, Any]:
     """Initialise ``method`` from another run's weights only (``--init-from``): same method, any
     preset, dataset or frame shape whose tensors fit. Training-progress counters
     (``method.progress_buffers``) keep their fresh values, so learning-rate schedules start over."""
-    checkpoint = load(path, method=method.name)
+    advice = "pass another --init-from file"
+    checkpoint = load(path, method=method.name, advice=advice)
     state = dict(checkpoint["model"])
     own = method.state_dict()
     for name in method.progress_buffers:  # a new run starts its schedules from the beginning
@@ -155,7 +184,8 @@ def load_weights(method: Method, path: str | os.PathLike) -> dict[str, Any]:
     try:
         method.load_state_dict(state)
     except RuntimeError as error:
-        raise BenchError(f"weights in {path} do not fit method {method.name!r} as configured: {str(error).splitlines()[0]}") from None
+        raise BenchError(f"weights in {path} do not fit method {method.name!r} as configured: {misfit(error)}; "
+                         f"{advice}") from None
     return checkpoint
 
 
@@ -188,25 +218,37 @@ def sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _reason(error: Exception) -> str:
-    """The informative line of a ``torch.load`` error (its weights-only message is a long essay)."""
-    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(error)).splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith("WeightsUnpickler error:"):
-            return line.split(" Please use")[0]
-    return lines[0] if lines else type(error).__name__
+def _reason(error: Exception, path: Path) -> str:
+    """What is wrong with a file ``torch.load`` refused, in plain words."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    if "WeightsUnpickler error:" in text:  # the only useful part of torch's essay
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0].split(" Please use")[0]
+        return f"it holds something other than tensors and plain data ({detail.strip().rstrip('.')})"
+    with open(path, "rb") as handle:
+        zipped = handle.read(4) == b"PK\x03\x04"  # torch.save's format is a zip archive
+    if zipped or "zip archive" in text:
+        return "it is not a complete PyTorch archive (truncated, or overwritten by other data)"
+    if isinstance(error, (KeyError, EOFError, pickle.UnpicklingError)):
+        return "it is not a PyTorch file"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def misfit(error: Exception) -> str:
+    """The first problem of a ``load_state_dict`` error, in short, and how many more there are."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    details = [line for line in lines if not line.startswith("Error(s) in loading state_dict")] or lines[:1]
+    first = re.sub(
+        r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[.*?\])\) from checkpoint, "
+        r"the shape in current model is torch\.Size\((\[.*?\])\)\.?",
+        r"\1 has shape \2 in the checkpoint but \3 in the method", details[0] if details else type(error).__name__,
+    ).rstrip(". ")
+    if len(first) > 300:
+        first = first[:297] + "..."
+    return first + (f" (and {len(details) - 1} more differences)" if len(details) > 1 else "")
 
 
 def _snapshot_name(path: Path, step: int) -> Path:
     return path.parent / f"{path.stem}.step{int(step):09d}.pt"
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # directories cannot be opened on some platforms
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

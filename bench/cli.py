@@ -7,7 +7,10 @@ one sentence with exit status 1; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
+import shlex
+import sys
 import warnings
 
 import click
@@ -36,6 +39,8 @@ class BenchGroup(click.Group):
 @click.version_option(package_name="vpbench")
 def main() -> None:
     """Benchmark future-video predictors: 10 frames in, 10 predicted, scored per step."""
+    # How lock holders describe themselves to a refused process (inherited by --jobs workers).
+    os.environ["BENCH_COMMAND"] = shlex.join(["bench", *sys.argv[1:]])
 
 
 for _module in pkgutil.iter_modules(commands.__path__):

@@ -24,7 +24,7 @@ from .errors import BenchError
 from .report import (
     DATASET_LABELS, METHOD_ORDER, METRIC_LABELS, METRICS, Cell, datasets_of, methods_of, paper_curves,
 )
-from .results import atomic_write
+from .storage import atomic_write
 
 YELLOW = (255, 221, 0)
 WHITE = 255

@@ -4,19 +4,23 @@ Entries live in ``<cache_dir>/frames/<dataset>/<stem>-<key>.npy``. The key hashe
 parameters together with the source file's resolved path, size and modification time, so a changed
 parameter or a changed file simply misses (old entries stay until deleted by hand). Writes go to a
 temporary file in the same folder that is then renamed into place, so concurrent runs never see, or
-leave, a half-written entry.
+leave, a half-written entry; entries get the default file mode minus the umask. A cache folder that
+cannot be written is a :class:`~bench.errors.BenchError` naming it and ``$BENCH_CACHE_DIR``.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .errors import BenchError
+from .storage import atomic_write
 
 FORMAT_VERSION = 1
 HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
@@ -72,12 +76,11 @@ class FrameCache:
 
     def put(self, target: Path, array: np.ndarray) -> None:
         """Store ``array`` at ``target`` atomically (temporary file, then rename)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=f".{target.stem}.", suffix=".tmp")
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(array, dtype=np.uint8))
         try:
-            with os.fdopen(handle, "wb") as file:
-                np.save(file, np.ascontiguousarray(array, dtype=np.uint8))
-            os.replace(temporary, target)
-        except BaseException:
-            os.unlink(temporary)
-            raise
+            atomic_write(target, buffer.getvalue())
+        except BenchError as error:
+            raise BenchError(
+                f"{error}; set $BENCH_CACHE_DIR to a writable folder with room for the frame cache"
+            ) from None

@@ -13,12 +13,14 @@ import difflib
 import importlib
 import os
 import pkgutil
+import re
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
 from .errors import BenchError
 
 T = TypeVar("T")
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # names become folder and file names of results and checkpoints
 
 
 class UnknownNameError(BenchError, KeyError):
@@ -38,6 +40,11 @@ class Registry(Generic[T]):
 
     def register(self, name: str):
         """Class decorator: ``@register_method("mymethod")`` sets ``cls.name`` and records the class."""
+        if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+            raise BenchError(
+                f"cannot register {self.kind} {name!r}: a name must be letters, digits, '_' and '-', starting "
+                "with a letter or digit (it names result and checkpoint files)"
+            )
 
         def decorate(cls: type[T]) -> type[T]:
             known = self._classes.get(name)

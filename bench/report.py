@@ -1,8 +1,9 @@
 """Table 2 of the fRNN paper from the files under ``results/``, with standard errors, significance and costs.
 
-Reads ``results/<dataset>/<method>.csv`` (per-step means and standard errors), ``.npz`` (per-sequence x
-step arrays, for standard errors of the 10-step means and for the paired tests) and ``.json`` (metadata,
-``costs``). Writes ``table2.csv``, ``table2.md``, ``table2.tex``, ``significance.csv`` and, through
+Reads the complete cells ``results/<dataset>/<method>/`` (:mod:`bench.results`; damaged ones are skipped
+with a warning naming them): ``steps.csv`` (per-step means and standard errors), ``sequences.npz``
+(per-sequence x step arrays, for standard errors of the 10-step means and for the paired tests) and
+``meta.json`` (metadata, ``costs``). Writes ``table2.csv``, ``table2.md``, ``table2.tex``, ``significance.csv`` and, through
 :mod:`bench.figures`, Fig. 2, the cost-versus-quality scatter and the qualitative strips.
 
 * **10-step value**: the mean of the 10 per-step means (as the fRNN evaluation does); its standard error
@@ -21,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -28,14 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import results
+from . import results, storage
 from .errors import BenchError
 
 METRICS = ("mse", "psnr", "dssim")
 LOWER_IS_BETTER = {"mse": True, "psnr": False, "dssim": True}
 METRIC_LABELS = {"mse": "MSE", "psnr": "PSNR", "dssim": "DSSIM"}
 DECIMALS = {"mse": 5, "psnr": 3, "dssim": 5}
-CSV_COLUMNS = ("step", "mse", "mse_se", "psnr", "psnr_se", "dssim", "dssim_se", "n")
 DATASET_LABELS = {"mmnist": "Moving MNIST", "kth": "KTH", "ucf101": "UCF101"}
 COSTS = (  # key in the metadata's "costs", column title, prefix base, unit
     ("params", "Params", 1000, ""),
@@ -46,29 +47,13 @@ ALPHA = 0.05
 
 
 @dataclass
-class Cell:
-    """One complete (dataset, method) result: per-step curves, metadata, and lazily the ``.npz`` arrays."""
-
-    dataset: str
-    method: str
-    curves: dict[str, np.ndarray]
-    meta: dict
-    npz_path: Path
-
-    @cached_property
-    def per_sequence(self) -> dict[str, np.ndarray]:
-        return results.read_per_sequence(self.npz_path)
+class Cell(results.StoredCell):
+    """One complete (dataset, method) result, with the statistics the tables and figures need."""
 
     @cached_property
     def summary(self) -> dict[str, float]:
         """10-step values (mean of the per-step means) and their standard errors over sequences."""
         return results.ten_step_summary(self.per_sequence)
-
-    @cached_property
-    def examples(self) -> dict[str, np.ndarray]:
-        """The saved qualitative examples (``examples_index``, ``_context``, ``_target``, ``_pred``)."""
-        with np.load(self.npz_path) as npz:
-            return {key: npz[key] for key in npz.files if key.startswith("examples_")}
 
     def mean(self, metric: str) -> float:
         return self.summary[metric]
@@ -92,37 +77,20 @@ class Cell:
         return math.nan if value is None else float(value)
 
 
-def read_curves(path: Path) -> dict[str, np.ndarray]:
-    """A per-step results CSV as arrays keyed by column; a clear error when it is malformed."""
-    try:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as error:
-        raise BenchError(f"cannot read {path}: {error.strerror}") from None
-    if not rows or set(CSV_COLUMNS) - set(rows[0]):
-        raise BenchError(f"{path} is not a per-step results file: it needs the columns {', '.join(CSV_COLUMNS)}")
-    columns = [key for key in rows[0] if key in CSV_COLUMNS or key == "psnr_inf"]
-    try:
-        curves = {key: np.array([float(row[key]) for row in rows]) for key in columns}
-    except (TypeError, ValueError):
-        raise BenchError(f"{path} has a value that is not a number") from None
-    if not np.array_equal(curves["step"], np.arange(1, len(rows) + 1)):
-        raise BenchError(f"{path}: the steps must run 1, 2, ... {len(rows)} in order")
-    return curves
-
-
 def load_results(results_dir: str | Path) -> list[Cell]:
-    """Every complete cell (``<dataset>/<method>.csv|.npz|.json``) under ``results_dir``, in the paper's order."""
+    """Every complete cell (``<dataset>/<method>/``) under ``results_dir``, in the paper's order; a warning
+    names each damaged cell, which is left out."""
     root = Path(results_dir)
     if not root.is_dir():
         raise BenchError(f"results directory {root} does not exist; run `bench run` first or pass --results-dir")
-    found = []
-    for dataset, method in results.cells(root):
-        paths = results.cell_paths(root, dataset, method)
-        meta = results.read_metadata(paths["json"])
-        found.append(Cell(dataset, method, read_curves(paths["csv"]), meta, paths["npz"]))
+    complete, damaged = results.scan(root)
+    for error in damaged:
+        warnings.warn(f"{error}; left out of the report until `bench run` redoes it", stacklevel=2)
+    found = [Cell(**vars(cell)) for cell in complete]
     if not found:
-        raise BenchError(f"no results under {root}: expected <dataset>/<method>.csv|.npz|.json written by `bench run`")
+        raise BenchError(
+            f"no complete results under {root}: expected <dataset>/<method>/ folders written by `bench run`"
+        )
     return sorted(found, key=lambda c: (order_key(c.dataset, DATASET_ORDER), order_key(c.method, METHOD_ORDER)))
 
 
@@ -450,15 +418,15 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None, pap
     root = Path(results_dir)
     out = Path(out_dir) if out_dir is not None else root / "report"
     cells = load_results(root)
+    storage.ensure_writable(out, "report folder", "--out")
     datasets = datasets_of(cells)
     comparisons = significance(cells)
     rows = table_rows(cells, comparisons, paper)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
 
     def text(name: str, content: str) -> None:
         written.append(out / name)
-        results.atomic_write(out / name, content.encode())
+        storage.atomic_write(out / name, content.encode())
 
     with tqdm(total=3 + len(datasets), desc="report", unit="part", disable=not progress) as bar:
         text("table2.csv", table_csv(rows, datasets))

@@ -1,52 +1,97 @@
-"""Result files, written atomically (temp file in the same folder, then rename).
+"""Result cells: one folder per (dataset, method), committed as a unit, validated when read.
 
-Per (dataset, method) cell, under ``results/<dataset>/``:
+Under ``results/``:
 
-* ``<method>.csv``: one row per predicted step: ``step, mse, mse_se, psnr, psnr_se, dssim, dssim_se,
-  n`` (se = standard error over test sequences), then ``psnr_inf``, the number of infinite PSNRs
-  (identical frames) dropped from that step's PSNR mean.
-* ``<method>.npz``: per-sequence x step arrays ``mse``, ``psnr``, ``dssim`` (N, 10), plus the
-  qualitative examples ``examples_index``, ``examples_context``, ``examples_target``,
+* ``<dataset>/<method>/steps.csv``: one row per predicted step: ``step, mse, mse_se, psnr, psnr_se,
+  dssim, dssim_se, n`` (se = standard error over test sequences), then ``psnr_inf``, the number of
+  infinite PSNRs (identical frames) dropped from that step's PSNR mean.
+* ``<dataset>/<method>/sequences.npz``: per-sequence x step arrays ``mse``, ``psnr``, ``dssim`` (N, 10),
+  plus the qualitative examples ``examples_index``, ``examples_context``, ``examples_target``,
   ``examples_pred`` (uint8 frames).
-* ``<method>.json``: metadata (method, preset, config, dataset, conventions, costs, ...).
+* ``<dataset>/<method>/meta.json``: metadata (method, preset, config, dataset, conventions, costs, ...)
+  and ``files``: the size and SHA-256 of the two files above.
+* ``summary.csv`` (Table 2 style): its 10-step value is the mean of the per-step means (the paper's
+  Table 2); its standard error is taken over sequences of each sequence's 10-step mean.
 
-``results/summary.csv`` (Table 2 style) is rebuilt from all cells after every write. Its 10-step
-value is the mean of the per-step means (the paper's Table 2); its standard error is taken over
-sequences of each sequence's 10-step mean.
+**A cell is one commit.** Its files are written into a hidden sibling folder (``.<method>.<pid>.<token>.new``),
+flushed to disk, and that folder is renamed to ``<method>``: one rename makes the whole cell visible.
+Replacing a cell renames the old folder aside, the new one in, then deletes the old one. A process
+killed at any moment leaves the complete old cell, the complete new one, or (killed between those two
+renames) no cell, never a mix; hidden leftovers are ignored by readers and removed by the next write of
+that cell, which holds the cell's lock (:mod:`bench.locks`) so that two processes never write one cell.
+
+Why a folder rather than three loose files carrying a shared run id: with loose files, a kill between two
+of them has already overwritten part of the old cell, so readers could only refuse both versions; the
+folder keeps the old cell whole until the new one is complete, with one rename on any POSIX file
+system. (Linux's ``renameat2(RENAME_EXCHANGE)`` would close the gap between the two renames of a
+replacement; the portable pair is simpler, and its worst case, a missing cell, is what ``bench run`` redoes.)
+
+**Readers validate.** :func:`read_cell` checks both files against the sizes and hashes in ``meta.json``
+(a file changed by hand, truncated, or copied from another run fails), parses the CSV and checks the
+arrays' shapes against it; any failure raises :class:`DamagedCell`, naming the cell and what is wrong.
+A read that races a replacement of the same cell is retried once. :func:`scan` returns the complete
+and the damaged cells (and warns about results in the older layout of loose files); ``bench report``
+and ``bench check`` skip damaged cells with a warning (``check`` counts them as failures) and ``bench
+run`` redoes them. ``summary.csv`` is rebuilt from the complete cells under its own lock, by ``bench
+run`` after each cell and at its end, even when every cell was skipped, so an interrupted run never
+leaves it stale.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
-import tempfile
+import shutil
 import warnings
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import locks, storage
 from .errors import BenchError
 from .metrics import finite_mean
 
 METRICS = ("mse", "psnr", "dssim")
 STEP_COLUMNS = ["step", "mse", "mse_se", "psnr", "psnr_se", "dssim", "dssim_se", "n", "psnr_inf"]
+REQUIRED_COLUMNS = STEP_COLUMNS[:-1]  # psnr_inf came later; older CSVs (and references) lack it
+FILES = {"csv": "steps.csv", "npz": "sequences.npz", "json": "meta.json"}
+CELL_BYTES = 8 << 20  # room one cell needs at most (10,000 sequences and colour examples: about 5 MiB)
+LOCK_ADVICE = "wait for it to finish or pass another --results-dir"
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+class DamagedCell(BenchError):
+    """A cell whose files are missing, unreadable or inconsistent with each other."""
+
+    def __init__(self, folder: Path, reason: str):
+        self.folder, self.reason = Path(folder), reason
+        self.dataset, self.method = self.folder.parent.name, self.folder.name
+        super().__init__(f"result {self.dataset}/{self.method} in {self.folder} is damaged: {reason}")
+
+
+@dataclass
+class StoredCell:
+    """One complete, validated cell: its per-step curves, metadata and arrays."""
+
+    dataset: str
+    method: str
+    folder: Path
+    curves: dict[str, np.ndarray]
+    meta: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def per_sequence(self) -> dict[str, np.ndarray]:
+        return {name: self.arrays[name] for name in METRICS}
+
+    @property
+    def examples(self) -> dict[str, np.ndarray]:
+        """The saved qualitative examples (``examples_index``, ``_context``, ``_target``, ``_pred``)."""
+        return {key: value for key, value in self.arrays.items() if key.startswith("examples_")}
 
 
 def step_rows(per_sequence: dict[str, np.ndarray]) -> list[dict[str, Any]]:
@@ -80,71 +125,205 @@ def ten_step_summary(per_sequence: dict[str, np.ndarray]) -> dict[str, float]:
     return out
 
 
-def cell_paths(results_dir: Path, dataset: str, method: str) -> dict[str, Path]:
-    base = Path(results_dir) / dataset / method
-    return {ext: base.with_suffix(f".{ext}") for ext in ("csv", "npz", "json")}
+def cell_folder(results_dir: str | os.PathLike, dataset: str, method: str) -> Path:
+    return Path(results_dir) / dataset / method
 
 
-def write_cell(results_dir: Path, dataset: str, method: str, per_sequence: dict[str, np.ndarray],
-               examples: dict[str, np.ndarray], metadata: dict[str, Any]) -> dict[str, Path]:
-    """Write one cell's three files (the JSON last: its presence marks the cell complete)."""
-    paths = cell_paths(results_dir, dataset, method)
+def cell_lock(folder: Path):
+    """The cell's exclusive lock (a context manager); refused at once when another process holds it."""
+    return locks.exclusive(folder, f"results {folder}", LOCK_ADVICE)
+
+
+def write_cell(results_dir: str | os.PathLike, dataset: str, method: str, per_sequence: dict[str, np.ndarray],
+               examples: dict[str, np.ndarray], metadata: dict[str, Any]) -> Path:
+    """Commit one cell (see the module's docs); returns its folder. When the results folder fails at
+    write time (full, read-only), the cell is written to a recovery folder instead and the error says where."""
+    folder = cell_folder(results_dir, dataset, method)
+    files = _encode(per_sequence, examples, metadata)
+    try:
+        with cell_lock(folder):
+            _commit(folder, files)
+    except (OSError, BenchError) as error:  # BenchError: another process holds the cell
+        reason = storage.describe(error) if isinstance(error, OSError) else str(error)
+        kept = storage.recover(f"{dataset}-{method}", lambda target: _commit(target, files))
+        if kept is None:
+            raise BenchError(f"cannot write results {folder} ({reason}), nor a copy in a recovery folder: "
+                             "the results of this cell are lost") from None
+        raise BenchError(f"cannot write results {folder} ({reason}); the computed results are kept in {kept}: "
+                         f"move that folder to {folder} once the problem is fixed") from None
+    return folder
+
+
+def _encode(per_sequence, examples, metadata) -> dict[str, bytes]:
+    """The cell's files as bytes; ``meta.json`` records the size and SHA-256 of the others."""
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=STEP_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(step_rows(per_sequence))
-    atomic_write(paths["csv"], text.getvalue().encode())
     arrays = io.BytesIO()
     np.savez_compressed(arrays, **per_sequence, **examples)
-    atomic_write(paths["npz"], arrays.getvalue())
-    atomic_write(paths["json"], (json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n").encode())
-    write_summary(results_dir)
-    return paths
+    files = {FILES["csv"]: text.getvalue().encode(), FILES["npz"]: arrays.getvalue()}
+    meta = {**metadata, "files": {name: _fingerprint(data) for name, data in files.items()}}
+    files[FILES["json"]] = (json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n").encode()
+    return files
 
 
-def read_metadata(path: Path) -> dict[str, Any]:
+def _fingerprint(data: bytes) -> dict[str, Any]:
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _commit(folder: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` into a hidden sibling of ``folder``, then rename it to ``folder`` (the caller
+    holds the cell's lock, so hidden siblings left by killed writers can go)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in (*folder.parent.glob(f".{folder.name}.*.new"), *folder.parent.glob(f".{folder.name}.*.old")):
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging = storage.hidden_sibling(folder, "new")
+    old = None
     try:
-        return json.loads(Path(path).read_text())
+        os.mkdir(staging)
+        for name, data in files.items():
+            storage.write_new(staging / name, data)
+        storage.fsync_dir(staging)
+        if os.path.lexists(folder):
+            old = storage.hidden_sibling(folder, "old")
+            os.rename(folder, old)
+        os.rename(staging, folder)
+    except BaseException:
+        if old is not None and not os.path.lexists(folder):
+            os.rename(old, folder)  # put the previous cell back
+            old = None
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    storage.fsync_dir(folder.parent)
+
+
+def read_cell(folder: str | os.PathLike) -> StoredCell:
+    """The validated cell in ``folder``; :class:`DamagedCell` when it is not complete and consistent."""
+    folder = Path(folder)
+    before = _identity(folder)
+    try:
+        return _read(folder)
+    except DamagedCell:
+        if _identity(folder) == before:  # not replaced by a writer while it was read
+            raise
+    return _read(folder)
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    try:
+        stat = folder.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _read(folder: Path) -> StoredCell:
+    try:
+        meta = json.loads((folder / FILES["json"]).read_bytes())
+    except FileNotFoundError:
+        raise DamagedCell(folder, f"{FILES['json']} is missing") from None
     except (OSError, ValueError) as error:
-        raise BenchError(f"cannot read result metadata {path}: {error}") from None
-
-
-def read_per_sequence(path: Path) -> dict[str, np.ndarray]:
+        raise DamagedCell(folder, f"{FILES['json']} cannot be read ({_why(error)})") from None
+    recorded = meta.get("files") if isinstance(meta, dict) else None
+    if not isinstance(recorded, dict):
+        raise DamagedCell(folder, f"{FILES['json']} does not list the cell's files")
+    data = {}
+    for name in (FILES["csv"], FILES["npz"]):
+        try:
+            data[name] = (folder / name).read_bytes()
+        except FileNotFoundError:
+            raise DamagedCell(folder, f"{name} is missing") from None
+        except OSError as error:
+            raise DamagedCell(folder, f"{name} cannot be read ({_why(error)})") from None
+        if recorded.get(name) != _fingerprint(data[name]):
+            raise DamagedCell(folder, f"{name} is not the file this run wrote (its size or SHA-256 differs from "
+                                      f"{FILES['json']}'s: changed, truncated or copied from another run)")
     try:
-        with np.load(path) as data:
-            return {name: data[name] for name in METRICS}
-    except (OSError, ValueError, KeyError) as error:
-        raise BenchError(f"cannot read per-sequence results {path}: {error}") from None
+        curves = parse_curves(data[FILES["csv"]].decode(), folder / FILES["csv"])
+        with np.load(io.BytesIO(data[FILES["npz"]])) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except BenchError as error:
+        raise DamagedCell(folder, str(error)) from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:  # np.load's errors
+        raise DamagedCell(folder, f"{FILES['npz']} cannot be read ({_why(error)})") from None
+    shapes = {name: getattr(arrays.get(name), "shape", None) for name in METRICS}
+    expected = (int(curves["n"][0]), len(curves["step"]))
+    if any(shape != expected for shape in shapes.values()):
+        raise DamagedCell(folder, f"{FILES['npz']} holds arrays of shapes {shapes}, {FILES['csv']} says {expected}")
+    return StoredCell(folder.parent.name, folder.name, folder, curves, meta, arrays)
 
 
-def cells(results_dir: Path) -> list[tuple[str, str]]:
-    """(dataset, method) of every complete cell under ``results_dir``, sorted."""
-    found = []
-    for meta in sorted(Path(results_dir).glob("*/*.json")):
-        if meta.with_suffix(".npz").is_file() and meta.parent.name != "reference":
-            found.append((meta.parent.name, meta.stem))
-    return found
+def _why(error: Exception) -> str:
+    return storage.describe(error) if isinstance(error, OSError) else str(error) or type(error).__name__
 
 
-def write_summary(results_dir: Path) -> Path:
-    """Rebuild ``summary.csv``: one row per (dataset, method), 10-step means, SEs, then costs."""
-    rows, cost_keys = [], []
-    for dataset, method in cells(results_dir):
-        paths = cell_paths(results_dir, dataset, method)
-        meta = read_metadata(paths["json"])
-        row = {"dataset": dataset, "method": method, "preset": meta.get("preset", "")}
-        row.update(ten_step_summary(read_per_sequence(paths["npz"])))
-        costs = meta.get("costs", {})
-        for key in costs:
-            if key not in cost_keys and not isinstance(costs[key], (dict, list)):
-                cost_keys.append(key)
-        rows.append((row, costs))
-    columns = ["dataset", "method", "preset", *METRICS, *(f"{m}_se" for m in METRICS), *cost_keys]
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row, costs in rows:
-        writer.writerow({**row, **{key: costs.get(key, "") for key in cost_keys}})
+def read_curves(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A per-step results CSV (a cell's ``steps.csv`` or a reference file) as arrays keyed by column."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise BenchError(f"cannot read {path}: {_why(error)}") from None
+    return parse_curves(text, path)
+
+
+def parse_curves(text: str, path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Parse per-step CSV ``text`` (from ``path``, named in errors); a clear error when it is malformed."""
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if not rows or set(REQUIRED_COLUMNS) - set(rows[0]):
+        raise BenchError(f"{path} is not a per-step results file: it needs the columns {', '.join(REQUIRED_COLUMNS)}")
+    columns = [key for key in rows[0] if key in STEP_COLUMNS]
+    try:
+        curves = {key: np.array([float(row[key]) for row in rows]) for key in columns}
+    except (TypeError, ValueError):
+        raise BenchError(f"{path} has a value that is not a number") from None
+    if not np.array_equal(curves["step"], np.arange(1, len(rows) + 1)):
+        raise BenchError(f"{path}: the steps must run 1, 2, ... {len(rows)} in order")
+    return curves
+
+
+def scan(results_dir: str | os.PathLike) -> tuple[list[StoredCell], list[DamagedCell]]:
+    """Every cell under ``results_dir``, sorted: the complete ones and the damaged ones. A folder
+    ``<dataset>/<method>/`` is a cell when it holds any of the cell's files; hidden folders are not."""
+    root = Path(results_dir)
+    complete, damaged = [], []
+    for folder in sorted(root.glob("*/*")):
+        if folder.name.startswith(".") or folder.parent.name.startswith(".") or not folder.is_dir():
+            continue
+        if any((folder / name).exists() for name in FILES.values()):
+            try:
+                complete.append(read_cell(folder))
+            except DamagedCell as error:
+                damaged.append(error)
+    for meta in sorted(root.glob("*/*.json")):  # the layout before cell folders
+        if meta.with_suffix(".npz").is_file() and not meta.name.startswith("."):
+            warnings.warn(f"{meta.with_suffix('')}.csv|.npz|.json are in the old layout, which vpbench no longer "
+                          f"reads; `bench run` writes that cell again as {meta.with_suffix('')}/", stacklevel=2)
+    return complete, damaged
+
+
+def write_summary(results_dir: str | os.PathLike) -> Path:
+    """Rebuild ``summary.csv`` from the complete cells: one row per (dataset, method), 10-step means,
+    SEs, then costs. Holds the summary's lock (waiting for it), so the last rebuild sees every cell."""
     target = Path(results_dir) / "summary.csv"
-    atomic_write(target, text.getvalue().encode())
+    with locks.exclusive(target, f"summary {target}", LOCK_ADVICE, wait=True):
+        rows, cost_keys = [], []
+        for cell in scan(results_dir)[0]:
+            row = {"dataset": cell.dataset, "method": cell.method, "preset": cell.meta.get("preset", "")}
+            row.update(ten_step_summary(cell.per_sequence))
+            costs = cell.meta.get("costs", {})
+            for key in costs:
+                if key not in cost_keys and not isinstance(costs[key], (dict, list)):
+                    cost_keys.append(key)
+            rows.append((row, costs))
+        columns = ["dataset", "method", "preset", *METRICS, *(f"{m}_se" for m in METRICS), *cost_keys]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row, costs in rows:
+            writer.writerow({**row, **{key: costs.get(key, "") for key in cost_keys}})
+        storage.atomic_write(target, text.getvalue().encode())
     return target

@@ -16,6 +16,10 @@
 * Under ``torchrun`` (see :mod:`bench.distributed`), ``batch_size`` is the global batch: every
   process draws the same clips and trains on its share, gradients are averaged, and only rank 0
   writes. Results match a one-process run up to floating-point summation order.
+* Faults: before the first step, the checkpoint folder must be writable with room for a checkpoint,
+  and the checkpoint's lock is taken for the whole run (a second trainer of the same checkpoint is
+  refused at once, naming the first). A checkpoint that cannot be saved later (a disk filled up) is
+  written to a recovery folder instead, and the error says where.
 """
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from . import distributed
+from . import distributed, storage
 from .dataset import Dataset
 from .errors import BenchError
 from .method import Method
@@ -119,12 +123,16 @@ def train(
     world = distributed.world_from_env()
     dev = device_for(device, world.local_rank)
     distributed.init(world, dev)
+    held = contextlib.ExitStack()  # the checkpoint's lock
     try:
         echo = echo if world.is_main else _silent
         cls = method_registry.get(method_name)
         if not cls.trainable:
             raise BenchError(f"method {method_name!r} is not trainable; it needs no checkpoint")
         path = ckpt.checkpoint_path(dataset.name, method_name, preset, checkpoint_dir)
+        if world.is_main:  # the only writer: checks its folder and holds the checkpoint's lock
+            storage.ensure_writable(path.parent, "checkpoint folder", "--checkpoint-dir")
+            held.enter_context(ckpt.lock(path))
         frame_shape = tuple(dataset.frame_shape)
         explicit = dict(overrides or {})
         explicit.update({k: v for k, v in (("steps", steps), ("batch_size", batch_size)) if v is not None})
@@ -136,6 +144,9 @@ def train(
         _seed_everything(seed)
         method = cls(frame_shape, config)
         _to_device(method, dev)
+        if world.is_main:
+            need = ckpt.expected_bytes(method, path)
+            storage.ensure_space(path.parent, need, "checkpoint folder", "--checkpoint-dir")
         start = 0
         if previous is not None:
             ckpt.restore(method, previous, path)  # load_state_dict copies onto the method's device
@@ -150,6 +161,7 @@ def train(
         run = _Run(method, dataset, path, preset, seed, world, dev, start, previous, init_from)
         return run.loop(config["steps"], config["batch_size"], every, keep, log_every, progress, echo, on_save)
     finally:
+        held.close()
         distributed.shutdown()
 
 
@@ -289,15 +301,25 @@ class _Run:
         return torch.from_numpy(mine).to(self.device, non_blocking=True).float().div_(255)
 
     def _save(self, log, keep: int, session_seconds: float, batch_size: int) -> None:
+        """Save the checkpoint; when its folder fails (full, read-only), keep it in a recovery folder."""
         if not self.world.is_main:
             return
-        log.flush()
-        ckpt.save(self.path, ckpt.pack(
+        checkpoint = ckpt.pack(
             self.method, preset=self.preset, dataset=self.dataset.name, step=self.step, seed=self.seed,
             init_from=self.init_from, world_size=self.world.size, device=str(self.device),
             train_seconds=self.seconds_before + session_seconds,
             sequences_per_s=(self.step - self.start) * batch_size / session_seconds if session_seconds > 0 else 0.0,
-        ), keep=keep)
+        )
+        try:
+            log.flush()
+            ckpt.save(self.path, checkpoint, keep=keep)
+        except OSError as error:
+            kept = storage.recover(self.path.name, lambda target: ckpt.write(target, checkpoint))
+            where = (
+                f"the training state at step {self.step} is kept in {kept}: move it to {self.path} to resume" if kept
+                else f"no recovery copy could be written either; {self.path} still holds step {self.saved}"
+            )
+            raise BenchError(f"cannot save checkpoint {self.path} ({storage.describe(error)}); {where}") from None
         self.saved = self.step
 
 
@@ -345,7 +367,7 @@ def _config(cls: type[Method], preset: str, explicit: dict[str, Any], previous: 
     base = cls.resolve_config(preset, explicit)
     for key in ("steps", "batch_size"):
         if key not in base:
-            raise BenchError(f"method {cls.name!r} preset {preset!r} has no {key!r}, so it cannot be trained")
+            raise BenchError(f"method {method_name!r} preset {preset!r} has no {key!r}, so it cannot be trained")
     if previous is None:
         return base
     for key, value in explicit.items():

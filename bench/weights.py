@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import sha256
+from .checkpoint import misfit, sha256
 from .errors import BenchError
 
 FORMAT = "vpbench-weights/1"
@@ -96,7 +96,7 @@ def restore(method: torch.nn.Module, entry: Entry, root: Path = SHIPPED_DIR) -> 
         method.load_state_dict(state)
     except RuntimeError as error:
         raise BenchError(f"shipped weights {entry.path(root)} do not fit method {entry.method!r}: "
-                         f"{str(error).splitlines()[0]}") from None
+                         f"{misfit(error)}") from None
 
 
 def export(checkpoint: dict[str, Any], *, dtype: torch.dtype, command: str, commit: str,

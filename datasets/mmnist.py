@@ -58,13 +58,16 @@ def read_idx_images(path: Path, md5: str | None = None) -> np.ndarray:
             raw = gzip.decompress(raw)
     except (OSError, EOFError, gzip.BadGzipFile) as error:
         raise BenchError(f"cannot read MNIST file {path}: {error}") from None
-    if md5 and hashlib.md5(raw).hexdigest() != md5:
-        raise BenchError(f"MNIST file {path} is corrupt: its content does not match the known MD5 {md5}")
-    if len(raw) < 16 or int.from_bytes(raw[:4], "big") != 2051:
-        raise BenchError(f"MNIST file {path} is not an IDX image file (bad magic number)")
+    magic = int.from_bytes(raw[:4], "big") if len(raw) >= 16 else None
+    if magic != 2051:
+        found = "it is shorter than the 16-byte IDX header" if magic is None else f"its magic number is {magic}, not 2051"
+        raise BenchError(f"MNIST file {path} is not an IDX image file ({found}); replace it with the original download")
     n, rows, cols = (int.from_bytes(raw[i : i + 4], "big") for i in (4, 8, 12))
     if len(raw) != 16 + n * rows * cols:
         raise BenchError(f"MNIST file {path} is truncated: {len(raw) - 16} pixel bytes for {n}x{rows}x{cols}")
+    if md5 and hashlib.md5(raw).hexdigest() != md5:
+        raise BenchError(f"MNIST file {path} is corrupt: its content does not match the known MD5 {md5}; "
+                         "replace it with the original download")
     return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, rows, cols)
 
 

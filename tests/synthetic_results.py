@@ -1,6 +1,11 @@
 """Synthetic result files in the layout `bench run` writes, for the report and check tests."""
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +36,7 @@ def moving_square(shape: tuple[int, int, int], start: int, steps: int = 10, shif
 
 def write_cell(root: Path, dataset: str, method: str, arrays: dict[str, np.ndarray], costs: dict | None = None,
                examples: int = 2, preset: str = "tiny") -> None:
-    """``root/<dataset>/<method>.csv|.npz|.json`` through the harness's own writer."""
+    """The cell ``root/<dataset>/<method>/`` through the harness's own writer."""
     shape = FRAME_SHAPES.get(dataset, (1, 64, 64))
     index = np.array([3, 11, 29][:examples])
     shift = sum(map(ord, method)) % 5  # each method's prediction drifts from the truth by its own offset
@@ -52,3 +57,21 @@ def write_grid(root: Path, datasets=("mmnist", "kth", "ucf101"),
         for m, method in enumerate(methods):
             costs = {"params": 1e5 * m, "predict_flops": 2e8 * m, "predict_peak_bytes": 2**20 * (1 + m)}
             write_cell(root, dataset, method, per_sequence(1 + 0.3 * m, seed=10 * d + m), costs)
+
+
+def cell_from_csv(root: Path, dataset: str, method: str, steps_csv: str) -> Path:
+    """A complete cell whose ``steps.csv`` is ``steps_csv`` (e.g. a reference file) and whose arrays are
+    zeros of the right shape, written by hand as the format says: ``meta.json`` lists the size and
+    SHA-256 of the two other files."""
+    n = int(next(csv.DictReader(io.StringIO(steps_csv)))["n"])
+    buffer = io.BytesIO()
+    np.savez(buffer, **{metric: np.zeros((n, 10)) for metric in ("mse", "psnr", "dssim")})
+    files = {"steps.csv": steps_csv.encode(), "sequences.npz": buffer.getvalue()}
+    meta = {"method": method, "files": {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                                        for name, data in files.items()}}
+    folder = root / dataset / method
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for name, data in {**files, "meta.json": json.dumps(meta).encode()}.items():
+        (folder / name).write_bytes(data)
+    return folder

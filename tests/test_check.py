@@ -6,15 +6,14 @@ import math
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from bench.check import DEFAULT_TOLERANCES, Difference, compare, format_table, parse_tolerance, update_reference
 from bench.cli import main
 from bench.errors import BenchError
-from bench.report import read_curves
-from synthetic_results import per_sequence, write_cell
+from bench.results import read_curves
+from synthetic_results import cell_from_csv, per_sequence, write_cell
 
 COMMITTED = Path(__file__).parents[1] / "results" / "reference"
 
@@ -27,6 +26,15 @@ def dirs(tmp_path):
     write_cell(results, "kth", "frnn", per_sequence(2.0, n=20))
     update_reference(results, reference)
     return results, reference
+
+
+def rerun(results: Path, dataset: str, step: int, metric: str, change) -> None:
+    """Write the fixture's cell of ``dataset`` again with ``metric`` of every sequence at ``step`` changed
+    (so its per-step mean changes the same way)."""
+    method, quality = {"mmnist": ("baseline", 1.0), "kth": ("frnn", 2.0)}[dataset]
+    arrays = per_sequence(quality, n=20)
+    arrays[metric][:, step - 1] = change(arrays[metric][:, step - 1])
+    write_cell(results, dataset, method, arrays)
 
 
 def edit(path: Path, step: int, column: str, change) -> None:
@@ -53,7 +61,7 @@ def test_the_reference_passes_against_itself(dirs):
 
 def test_injected_drift_fails_and_is_named(dirs):
     results, reference = dirs
-    edit(results / "kth" / "frnn.csv", 5, "mse", lambda v: v * 1.05)
+    rerun(results, "kth", 5, "mse", lambda v: v * 1.05)
     result = check("--results-dir", str(results), "--reference", str(reference))
     assert result.exit_code == 1
     drift = [line for line in result.output.splitlines() if line.endswith("DRIFT")]
@@ -65,9 +73,9 @@ def test_injected_drift_fails_and_is_named(dirs):
 
 def test_psnr_tolerance_is_absolute_by_default(dirs):
     results, reference = dirs
-    edit(results / "mmnist" / "baseline.csv", 10, "psnr", lambda v: v + 0.04)
+    rerun(results, "mmnist", 10, "psnr", lambda v: v + 0.04)
     assert compare(results, reference).ok
-    edit(results / "mmnist" / "baseline.csv", 10, "psnr", lambda v: v + 0.02)
+    rerun(results, "mmnist", 10, "psnr", lambda v: v + 0.06)
     failures = compare(results, reference).failures
     assert [(d.metric, d.step) for d in failures] == [("psnr", 10)]
     assert failures[0].diff == pytest.approx(0.06) and failures[0].allowed == DEFAULT_TOLERANCES["psnr"][1]
@@ -107,7 +115,7 @@ def test_tolerance_option_parsing():
 
 def test_update_replaces_the_reference(dirs):
     results, reference = dirs
-    edit(results / "kth" / "frnn.csv", 1, "dssim", lambda v: v * 2)
+    rerun(results, "kth", 1, "dssim", lambda v: v * 2)
     shutil.rmtree(results / "mmnist")
     result = check("--results-dir", str(results), "--reference", str(reference), "--update")
     assert result.exit_code == 0, result.output
@@ -132,13 +140,12 @@ def test_the_committed_reference_passes_on_itself_and_catches_drift(tmp_path):
     for path in files:
         curves = read_curves(path)
         assert len(curves["step"]) == 10 and (curves["n"] > 0).all(), path
-        cell = tmp_path / path.parent.name
-        cell.mkdir(exist_ok=True)
-        shutil.copyfile(path, cell / path.name)
-        (cell / f"{path.stem}.json").write_text("{}")  # a complete cell needs all three files
-        np.savez(cell / f"{path.stem}.npz")
+        cell_from_csv(tmp_path, path.parent.name, path.stem, path.read_text())
     assert check("--results-dir", str(tmp_path), "--reference", str(COMMITTED)).exit_code == 0
-    edit(tmp_path / files[0].parent.name / files[0].name, 3, "dssim", lambda v: v * 1.02)
+    edited = tmp_path / "edited.csv"
+    shutil.copyfile(files[0], edited)
+    edit(edited, 3, "dssim", lambda v: v * 1.02)
+    cell_from_csv(tmp_path, files[0].parent.name, files[0].stem, edited.read_text())
     result = check("--results-dir", str(tmp_path), "--reference", str(COMMITTED))
     drift = [line.split()[:4] for line in result.output.splitlines() if line.endswith("DRIFT")]
     assert result.exit_code == 1 and drift == [[files[0].parent.name, files[0].stem, "dssim", "3"]]

@@ -75,7 +75,9 @@ def test_pickled_objects_are_refused(tmp_path):
     payload["extra"] = Payload()
     path = tmp_path / "evil.pt"
     torch.save(payload, path)
-    with pytest.raises(BenchError, match=rf"checkpoint {path} is corrupt or not a vpbench checkpoint .*Unsupported global"):
+    with pytest.raises(BenchError, match=rf"checkpoint {path} is damaged or not a vpbench checkpoint: it holds something "
+                                         r"other than tensors and plain data \(Unsupported global: GLOBAL "
+                                         r"test_checkpoint.Payload was not an allowed global by default\); pass another"):
         ckpt.load(path)
     with pytest.raises(Exception):  # and save() never commits a file that would not load so
         ckpt.save(tmp_path / "x.pt", payload)
@@ -98,16 +100,27 @@ def test_refuses_another_method_preset_or_frame_shape(tmp_path, expect, message)
         ckpt.load(path, **expect)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
-def test_corrupt_file_gives_a_clear_error_naming_it(tmp_path, damage):
+@pytest.mark.parametrize("damage, reason", [
+    ("truncated", "it is not a complete PyTorch archive (truncated, or overwritten by other data)"),
+    ("garbage", "it holds something other than tensors and plain data (Unsupported operand"),
+    ("text", "it is not a PyTorch file"),
+    ("empty", "the file is empty"),
+])
+def test_corrupt_file_gives_a_clear_error_naming_it(tmp_path, damage, reason):
     net, _ = trained_net(steps=1)
     path = tmp_path / "net.pt"
     save_net(path, net)
     data = path.read_bytes()
     path.unlink()  # the main name is a hard link to the snapshot; write a new file
-    path.write_bytes({"truncated": data[: len(data) // 2], "garbage": os.urandom(3000), "empty": b""}[damage])
-    with pytest.raises(BenchError, match=rf"^checkpoint {path} is corrupt or not a vpbench checkpoint \(.+\); delete it"):
+    garbage = bytes([0x80, 0x02, 0x8A] + [7] * 3000)  # a pickle opcode stream the weights-only unpickler refuses
+    path.write_bytes({"truncated": data[: len(data) // 2], "garbage": garbage, "text": b"hello\n" * 50,
+                      "empty": b""}[damage])
+    with pytest.raises(BenchError) as error:
         ckpt.load(path)
+    message = str(error.value)
+    assert message.startswith(f"checkpoint {path} is damaged or not a vpbench checkpoint: {reason}")
+    assert message.endswith("; pass another --checkpoint-dir, or delete it to train from scratch")
+    assert "weights_only" not in message and "\n" not in message  # never torch's advice to load it unsafely
 
 
 def test_other_files_and_missing_files_are_named(tmp_path):
@@ -156,9 +169,16 @@ def test_weights_that_do_not_fit_are_refused(tmp_path):
     path = tmp_path / "net.pt"
     save_net(path, net)
     wider = get_method("train-test-net", SHAPE, preset="tiny", width=8)
-    with pytest.raises(BenchError, match=rf"checkpoint {path} does not fit method 'train-test-net'"):
+    detail = (r"net.0.weight has shape \[4, 2, 3, 3\] in the checkpoint but \[8, 2, 3, 3\] in the method "
+              r"\(and 2 more differences\)")
+    with pytest.raises(BenchError, match=rf"checkpoint {path} does not fit method 'train-test-net' as configured: "
+                                         rf"{detail}; pass another --checkpoint-dir, or delete it"):
         ckpt.restore(wider, ckpt.load(path), path)
-    with pytest.raises(BenchError, match=rf"weights in {path} do not fit method 'train-test-net' as configured"):
+    with pytest.raises(BenchError, match=rf"weights in {path} do not fit method 'train-test-net' as configured: "
+                                         rf"{detail}; pass another --init-from file$"):
+        ckpt.load_weights(wider, path)
+    path.write_bytes(b"")
+    with pytest.raises(BenchError, match=r"the file is empty; pass another --init-from file$"):  # never "delete it"
         ckpt.load_weights(wider, path)
 
 

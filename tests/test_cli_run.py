@@ -57,16 +57,16 @@ def test_run_baseline_writes_every_result_file(mnist_dir, tmp_path):
                  "--limit", "200", "--results-dir", str(out), "--quiet")
     assert result.exit_code == 0, result.output
     assert "preset 'small'" in result.output or "preset 'paper'" in result.output
-    with open(out / "mmnist" / "baseline.csv") as handle:
+    with open(out / "mmnist" / "baseline" / "steps.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["step"]) for r in rows] == list(range(1, 11))
     assert list(rows[0]) == ["step", "mse", "mse_se", "psnr", "psnr_se", "dssim", "dssim_se", "n", "psnr_inf"]
     assert all(int(r["n"]) == 200 for r in rows)
     assert float(rows[0]["mse"]) < float(rows[-1]["mse"])  # copy-last degrades with the horizon
-    arrays = np.load(out / "mmnist" / "baseline.npz")
+    arrays = np.load(out / "mmnist" / "baseline" / "sequences.npz")
     assert arrays["mse"].shape == (200, 10) and arrays["examples_pred"].dtype == np.uint8
     np.testing.assert_allclose(arrays["mse"].mean(0), [float(r["mse"]) for r in rows])
-    meta = json.loads((out / "mmnist" / "baseline.json").read_text())
+    meta = json.loads((out / "mmnist" / "baseline" / "meta.json").read_text())
     assert meta["method"] == "baseline" and meta["test"]["n_sequences"] == 200
     assert "population variances" in meta["conventions"]["dssim"]
     assert meta["dataset"]["digits"].startswith("train: mnist-test[0::2]")
@@ -93,7 +93,7 @@ def test_baseline_within_one_percent_of_the_paper(mnist_dir, tmp_path):
                  "--results-dir", str(tmp_path), "--quiet")
     assert result.exit_code == 0, result.output
     row = read_summary(tmp_path / "summary.csv")[("mmnist", "baseline")]
-    assert int(json.loads((tmp_path / "mmnist" / "baseline.json").read_text())["test"]["n_sequences"]) == 10_000
+    assert int(json.loads((tmp_path / "mmnist" / "baseline" / "meta.json").read_text())["test"]["n_sequences"]) == 10_000
     for metric, paper in PAPER_BASELINE.items():
         assert float(row[metric]) == pytest.approx(paper, rel=0.01), metric
 
@@ -138,14 +138,13 @@ def test_nan_predictions_are_refused_and_finished_results_kept(mnist_dir, tmp_pa
     ok = run("run", "--methods", "baseline", "--dataset", "mmnist", "--data-dir", str(mnist_dir),
              "--limit", "20", "--results-dir", str(tmp_path), "--quiet")
     assert ok.exit_code == 0
-    before = (tmp_path / "mmnist" / "baseline.csv").read_bytes()
+    before = (tmp_path / "mmnist" / "baseline" / "steps.csv").read_bytes()
     bad = CliRunner().invoke(main, ["run", "--methods", "test-nan", "--dataset", "mmnist", "--data-dir",
                                     str(mnist_dir), "--limit", "20", "--results-dir", str(tmp_path), "--quiet"])
     assert bad.exit_code == 1
     assert "method 'test-nan' predicted non-finite values" in bad.output and "test sequence 2" in bad.output
-    assert (tmp_path / "mmnist" / "baseline.csv").read_bytes() == before
-    assert not (tmp_path / "mmnist" / "test-nan.csv").exists()
-    assert list((tmp_path / "mmnist").glob(".*tmp")) == []
+    assert (tmp_path / "mmnist" / "baseline" / "steps.csv").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "mmnist").iterdir()) == [".baseline.lock", ".test-nan.lock", "baseline"]
 
 
 def test_python_api_evaluate(mmnist):

@@ -101,7 +101,7 @@ def test_verify_mmnist_names_a_corrupt_file(tmp_path, cache):
     (tmp_path / "t10k-images-idx3-ubyte").write_bytes(b"\0" * 64)
     result = bench("data", "verify", "--dataset", "mmnist", "--data-dir", str(tmp_path))
     assert result.exit_code == 1
-    assert "t10k-images-idx3-ubyte is corrupt" in result.output
+    assert "t10k-images-idx3-ubyte is not an IDX image file (its magic number is 0, not 2051)" in result.output
     assert "cannot be used: t10k-images-idx3-ubyte missing or unreadable" in result.output
 
 

@@ -30,10 +30,10 @@ def cells(checkpoints: Path, data_dir: Path | None = None, **settings) -> list[C
 
 def arrays(results: Path) -> dict[str, np.ndarray]:
     out = {}
-    for path in sorted(results.glob("*/*.npz")):
+    for path in sorted(results.glob("*/*/sequences.npz")):
         with np.load(path) as data:
             for key in ("mse", "psnr", "dssim", "examples_pred"):
-                out[f"{path.parent.name}/{path.stem}/{key}"] = data[key]
+                out[f"{path.parent.parent.name}/{path.parent.name}/{key}"] = data[key]
     return out
 
 
@@ -103,20 +103,21 @@ def test_an_interrupted_grid_finishes_only_what_is_missing(plugins, mnist_dir, t
     results, checkpoints = tmp_path / "results", tmp_path / "ckpt"
     proc = bench_run(results, checkpoints, mnist_dir)
     deadline = time.time() + 240
-    while len(list(results.glob("*/*.json"))) < 2 and proc.poll() is None and time.time() < deadline:
+    while len(list(results.glob("*/*/meta.json"))) < 2 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    finished = sorted(results.glob("*/*.json"))
-    assert len(finished) in (2, 3), [p.name for p in finished]
-    stamps = {path: path.stat().st_mtime_ns for path in results.glob("*/*.*")}
+    finished = sorted(results.glob("*/*/meta.json"))
+    assert len(finished) in (2, 3), [str(p) for p in finished]
+    stamps = {path: path.stat().st_mtime_ns for path in results.glob("*/*/*")}
     rerun = bench_run(results, checkpoints, mnist_dir)
     output = rerun.communicate(timeout=300)[0]
     assert rerun.returncode == 0, output
     assert output.count("skipping") == len(finished)
     for path, stamp in stamps.items():  # finished cells were not recomputed
         assert path.stat().st_mtime_ns == stamp, path
-    assert len(list(results.glob("*/*.json"))) == 4 and not list(results.glob("*/.*tmp"))
+    assert len(list(results.glob("*/*/meta.json"))) == 4
+    assert not [p for p in results.glob("*/.*") if not p.name.endswith(".lock")]  # no leftover of the killed run
     clean = bench_run(tmp_path / "clean", tmp_path / "clean-ckpt", mnist_dir)
     assert clean.wait(timeout=300) == 0
     assert_same(arrays(results), arrays(tmp_path / "clean"))

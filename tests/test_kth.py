@@ -180,5 +180,5 @@ def test_bench_run_baseline_end_to_end(tmp_path, monkeypatch):
     assert failed.exit_code == 1 and "person23_jogging_d2_uncomp.avi is truncated" in failed.output
     result = CliRunner().invoke(main, [*args, "--skip-bad"])
     assert result.exit_code == 0, result.output
-    rows = (tmp_path / "results" / "kth" / "baseline.csv").read_text().splitlines()
+    rows = (tmp_path / "results" / "kth" / "baseline" / "steps.csv").read_text().splitlines()
     assert len(rows) == 11 and rows[1].split(",")[7] == str((24 - 19) + (22 - 19))  # n: test windows

@@ -92,7 +92,7 @@ def test_markdown_bolds_the_best_daggers_the_tie_and_shows_costs(two_methods):
 
 
 def test_a_collapsed_method_is_labelled_blank(two_methods):
-    meta_path = two_methods / "mmnist" / "frnn.json"
+    meta_path = two_methods / "mmnist" / "frnn" / "meta.json"
     meta = json.loads(meta_path.read_text())
     meta_path.write_text(json.dumps({**meta, "intensity": {"collapsed": True}}))
     cells = load_results(two_methods)
@@ -232,16 +232,18 @@ def test_clear_errors(tmp_path):
     result = CliRunner().invoke(main, ["report", "--results-dir", str(tmp_path / "nowhere")])
     assert result.exit_code == 1 and "does not exist" in result.output
     write_cell(tmp_path, "mmnist", "frnn", per_sequence(1.0))
-    (tmp_path / "mmnist" / "frnn.csv").write_text("step,mse\n1,0.1\n")
-    result = CliRunner().invoke(main, ["report", "--results-dir", str(tmp_path)])
-    assert result.exit_code == 1 and "frnn.csv is not a per-step results file" in result.output
+    (tmp_path / "mmnist" / "frnn" / "steps.csv").write_text("step,mse\n1,0.1\n")
+    with pytest.warns(UserWarning, match="result mmnist/frnn in .* is damaged: steps.csv is not the file this run wrote"):
+        result = CliRunner().invoke(main, ["report", "--results-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "no complete results under" in result.output
     assert "Traceback" not in result.output
-    with pytest.raises(BenchError, match="no results under"):
+    with pytest.raises(BenchError, match="no complete results under"):
         load_results(tmp_path / "mmnist")
 
 
 def test_incomplete_cells_are_not_read(tmp_path):
     write_cell(tmp_path, "mmnist", "baseline", per_sequence(1.0))
     write_cell(tmp_path, "mmnist", "frnn", per_sequence(2.0))
-    (tmp_path / "mmnist" / "frnn.json").unlink()  # the JSON is written last: a run stopped before it
-    assert [c.method for c in load_results(tmp_path)] == ["baseline"]
+    (tmp_path / "mmnist" / "frnn" / "meta.json").unlink()
+    with pytest.warns(UserWarning, match=r"result mmnist/frnn in .* is damaged: meta.json is missing; left out"):
+        assert [c.method for c in load_results(tmp_path)] == ["baseline"]

@@ -258,7 +258,7 @@ def test_bench_train_then_run_on_moving_mnist(mnist_dir, tmp_path):
     ran = runner.invoke(main, ["run", "--methods", "srivastava", *common, "--no-train", "--limit", "4",
                                "--results-dir", str(tmp_path / "results"), "--quiet"])
     assert ran.exit_code == 0, ran.output
-    meta = json.loads((tmp_path / "results" / "mmnist" / "srivastava.json").read_text())
+    meta = json.loads((tmp_path / "results" / "mmnist" / "srivastava" / "meta.json").read_text())
     assert meta["method"] == "srivastava" and meta["preset"] == "tiny"
-    rows = (tmp_path / "results" / "mmnist" / "srivastava.csv").read_text().splitlines()
+    rows = (tmp_path / "results" / "mmnist" / "srivastava" / "steps.csv").read_text().splitlines()
     assert len(rows) == 1 + 10

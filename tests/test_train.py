@@ -223,7 +223,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     ddp_curve = [float(row["l1"]) for row in log_rows(tmp_path / "ddp")]
     assert ddp_curve == pytest.approx([float(row["l1"]) for row in log_rows(tmp_path / "one")], abs=1e-6)
     assert sorted(p.name for p in (tmp_path / "ddp" / DATASET).iterdir()) == sorted(
-        [f"{METHOD}-tiny.pt", f"{METHOD}-tiny.csv", f"{METHOD}-tiny.step000000005.pt"]
+        [f"{METHOD}-tiny.pt", f"{METHOD}-tiny.csv", f"{METHOD}-tiny.step000000005.pt", f".{METHOD}-tiny.pt.lock"]
     )
 
 
@@ -282,7 +282,7 @@ def test_bench_run_trains_a_missing_checkpoint_first_or_refuses_with_no_train(tm
     done = CliRunner().invoke(main, [*common, "--set", "steps=3"])
     assert done.exit_code == 0, done.output
     assert f"Checkpoint {path} is missing: training {METHOD} (tiny) on {DATASET} for 3 steps of batch 4 first." in done.output
-    meta = json.loads((tmp_path / "results" / DATASET / f"{METHOD}.json").read_text())
+    meta = json.loads((tmp_path / "results" / DATASET / METHOD / "meta.json").read_text())
     assert (meta["checkpoint"], meta["checkpoint_sha256"], meta["trained_steps"]) == (str(path), ckpt.sha256(path), 3)
     again = CliRunner().invoke(main, [*common, "--set", "steps=3", "--no-train", "--force"])
     assert again.exit_code == 0 and "training" not in again.output

@@ -23,8 +23,9 @@ from ..errors import BenchError
 from ..figures import qualitative_strip, save
 from ..grid import Cell, load_cell
 from ..registry import methods
-from ..results import STEP_COLUMNS, atomic_write, step_rows, ten_step_summary
+from ..results import STEP_COLUMNS, step_rows, ten_step_summary
 from ..runner import choose_preset, evaluate
+from ..storage import atomic_write, ensure_writable
 from ._options import data_dir_option, dataset_options_option, device_option, parse_pairs, preset_option
 
 
@@ -52,6 +53,8 @@ def ablate(cell: Cell, results_dir: Path, progress: bool = True, echo=print) -> 
             f"method {cell.method!r} does not support layer removal: it declares no `depths` "
             "(and no predict(..., depth=k))"
         )
+    base = Path(results_dir) / cell.dataset / "ablation" / cell.method
+    ensure_writable(base.parent, "results folder", "--results-dir")
     dataset, method, weights = load_cell(cell, progress)
     depths = list(method.depths)
     rows, summary, strips = [], {}, {}
@@ -63,7 +66,6 @@ def ablate(cell: Cell, results_dir: Path, progress: bool = True, echo=print) -> 
         summary[depth] = ten_step_summary(result.per_sequence)
         strips[f"depth {depth}"] = result.examples["examples_pred"][0]
         examples = result.examples
-    base = Path(results_dir) / cell.dataset / "ablation" / cell.method
     paths = {ext: base.with_suffix(f".{ext}") for ext in ("csv", "json", "png")}
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=["depth", *STEP_COLUMNS], lineterminator="\n")

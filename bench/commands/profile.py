@@ -10,9 +10,10 @@ import torch
 from tqdm import tqdm
 
 from .. import get_method, registry
+from ..errors import BenchError
 from ..profile import measure_costs
-from ..results import atomic_write
 from ..runner import choose_device, choose_preset
+from ..storage import atomic_write, ensure_writable
 from ._options import method_settings_option, parse_pairs, preset_option, split_names
 
 # (header, cost key, scale, format) of the printed table; the CSV keeps the raw numbers.
@@ -55,6 +56,10 @@ def command(methods, dataset, preset, device, batch_size, train_batch_size, repe
     click.echo(f"Using {why}.", err=True)
     device = torch.device("meta") if device == "meta" else choose_device(device)
     frame_shape = tuple(registry.datasets.get(dataset).frame_shape)
+    out = out or Path("results") / f"profile_{dataset}_{preset}.csv"
+    if out.is_dir():
+        raise BenchError(f"--out {out} is a folder; give the CSV file to write")
+    ensure_writable(out.parent, "output folder", "--out")
     overrides = parse_pairs(method_settings, "--set")
     rows = []
     for name in tqdm(split_names(methods), desc="profiling", unit="method", leave=False):
@@ -67,8 +72,6 @@ def command(methods, dataset, preset, device, batch_size, train_batch_size, repe
         rows.append({"dataset": dataset, "method": name, "preset": preset,
                      "frame_shape": "x".join(map(str, frame_shape)), **costs})
         del method
-    out = out or Path("results") / f"profile_{dataset}_{preset}.csv"
-    atomic_write(out, _csv(rows).encode())
     first = rows[0]
     click.echo(
         f"{dataset} frames {first['frame_shape']}, preset {preset}, device {first['device']}, {first['dtype']}, "
@@ -83,6 +86,7 @@ def command(methods, dataset, preset, device, batch_size, train_batch_size, repe
     if reads:
         click.echo(f"note: on meta every value read from a tensor (e.g. loss.item()) is 1 (reads: {reads}); "
                    "a method that branches on one (a GAN's switching rule) is measured on that branch.")
+    atomic_write(out, _csv(rows).encode())  # after the table: a failure here still leaves the numbers shown
     click.echo(f"Wrote {out}", err=True)
 
 

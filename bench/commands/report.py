@@ -10,7 +10,7 @@ from ..report import write_report
 
 @click.command("report")
 @click.option("--results-dir", "--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"),
-              show_default=True, help="Where `bench run` wrote <dataset>/<method>.csv|.json|.npz.")
+              show_default=True, help="Where `bench run` wrote its <dataset>/<method>/ folders.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output folder  [default: RESULTS_DIR/report].")
 @click.option("--paper", is_flag=True, help="Overlay the paper's Table 2 and Fig. 2 numbers.")

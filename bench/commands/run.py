@@ -46,7 +46,8 @@ def command(methods, datasets, preset, device, data_dir, dataset_options, method
             scheduler, force, quiet):
     """Evaluate METHODS on DATASET: 10 context frames in, 10 predicted, scored per step.
 
-    Writes results/<dataset>/<method>.csv|.npz|.json and results/summary.csv.
+    Writes one folder per cell, results/<dataset>/<method>/ (steps.csv, sequences.npz, meta.json), and
+    results/summary.csv.
     """
     preset, why = choose_preset(preset)
     click.echo(f"Using {why}.", err=True)
