@@ -48,6 +48,7 @@ class Cell:
     skip_bad: bool = False
     checkpoint_dir: str | None = None
     train: bool = True
+    threads: int | None = None  # CPU threads (None: the cores, or cores / jobs in a grid); results do not depend on it
 
     def request(self) -> dict[str, Any]:
         """What determines this cell's numbers (stored in its metadata; equal requests are skipped)."""
@@ -75,13 +76,14 @@ def load_cell(cell: Cell, progress: bool | int = True):
 def run_cell(cell: Cell, progress: bool | int = True, threads: int | None = None) -> EvalResult:
     import torch
 
+    threads = cell.threads or threads
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(cell.seed)
     dataset, method, weights = load_cell(cell, progress)
     return evaluate(
         method, dataset, limit=cell.limit, batch_size=cell.batch_size, device=cell.device,
-        stride=cell.stride, progress=progress,
+        stride=cell.stride, progress=progress, threads=threads,
         metadata={"preset": cell.preset, "request": cell.request(), **weights},
     )
 

@@ -13,13 +13,19 @@ float dtype, any device) and return ``(B, T)`` float64 tensors on that device:
   ``structural_similarity(..., data_range=1, gaussian_weights=True, sigma=1.5,
   use_sample_covariance=False)``.
 
-Everything is computed in float64. On the CPU, SSIM runs as one fused loop compiled by numba
-(compiled on first use, then cached on disk), about 20x faster than a per-frame scikit-image loop
-(``benchmarks/bench_metrics.py``); on other devices as batched tensor ops. :data:`CONVENTIONS` is written into every result's metadata.
+Everything is accumulated in float64 (float32 frames are read as they are). :func:`score_frames`
+makes one pass over a batch that also yields what the runner checks and records (non-finite
+values, range, intensity means, lit fraction): on the CPU a fused loop compiled by numba (on first
+use, then cached on disk) that runs over the images in worker threads, about 10x faster than a
+per-frame scikit-image loop (``benchmarks/bench_metrics.py``); on other devices batched tensor
+ops. :data:`CONVENTIONS` is written into every result's metadata.
 """
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -83,31 +89,78 @@ def ssim_from_stats(mu_x, mu_y, e_sq, e_xy):
 
 def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean SSIM per frame, ``(B, T)``."""
-    return _mse_and_ssim(pred, target)[1]
+    return score_frames(pred, target).ssim
 
 
 def dssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1 - ssim(pred, target)) / 2
 
 
-def frame_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+def frame_metrics(pred: torch.Tensor, target: torch.Tensor, threads: int = 1) -> dict[str, torch.Tensor]:
     """``{"mse", "psnr", "dssim"}``, each ``(B, T)`` float64, for frames in [0, 1]."""
-    frame_mse, frame_ssim = _mse_and_ssim(pred, target)
-    return {"mse": frame_mse, "psnr": psnr_from_mse(frame_mse), "dssim": (1 - frame_ssim) / 2}
+    return score_frames(pred, target, threads).metrics()
 
 
-def _mse_and_ssim(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-frame MSE and mean SSIM: one fused loop on the CPU, batched tensor ops elsewhere."""
+@dataclass
+class FrameScores:
+    """What one pass over a batch yields, per frame ``(B, T)`` on the batch's device.
+
+    ``mse``, ``ssim``: the metrics (float64). The prediction's checks and intensity statistics:
+    ``pred_mean`` and ``target_mean`` (mean over C, H, W), ``pred_bright`` (the fraction of pixels
+    above :data:`BRIGHT`, compared in the frames' own dtype), ``pred_min`` and ``pred_max``
+    (float64), ``pred_finite`` (bool: no NaN or infinity in the predicted frame).
+    """
+
+    mse: torch.Tensor
+    ssim: torch.Tensor
+    pred_mean: torch.Tensor
+    target_mean: torch.Tensor
+    pred_bright: torch.Tensor
+    pred_min: torch.Tensor
+    pred_max: torch.Tensor
+    pred_finite: torch.Tensor
+
+    def metrics(self) -> dict[str, torch.Tensor]:
+        return {"mse": self.mse, "psnr": psnr_from_mse(self.mse), "dssim": (1 - self.ssim) / 2}
+
+
+BRIGHT = 0.1  # a predicted pixel above this counts as lit (the blank-frame statistics)
+# The columns of the per-image scores: metrics, then the predicted image's sum, the target's sum,
+# the count of lit pixels, min, max, and a check that is 0 exactly when every value is finite.
+MSE, SSIM, SUM_X, SUM_Y, LIT, LOW, HIGH, CHECK = range(8)
+GPU_CHUNK_PIXELS = 2**22  # pixels per batched tensor op on other devices (130 MB of float64 statistics)
+
+
+def score_frames(pred: torch.Tensor, target: torch.Tensor, threads: int = 1) -> FrameScores:
+    """Metrics, checks and statistics of every frame in one pass over the batch.
+
+    On the CPU the fused numba kernel runs over the images in ``threads`` worker threads (chunks
+    handed out as workers free up, so a core taken by another process delays only its own chunk);
+    elsewhere batched tensor ops compute the same columns. The results never depend on ``threads``.
+    """
     _check(pred, target)
     b, t, c, h, w = pred.shape
     if h < WINDOW or w < WINDOW:
         raise BenchError(f"SSIM needs frames of at least {WINDOW}x{WINDOW} pixels, got {h}x{w}")
+    bright = float(torch.tensor(BRIGHT, dtype=pred.dtype))  # the threshold as the frames' dtype rounds it
     xs, ys = (_images(frames, h, w) for frames in (pred, target))
     if pred.device.type == "cpu":
-        per_image = torch.from_numpy(_mse_and_ssim_cpu(xs.numpy(), ys.numpy(), np.array(gaussian_window())))
-        return per_image.view(b, t, c, 2).mean(dim=2).unbind(-1)  # channel means of MSE and SSIM
-    per_image = [_ssim_tensor(xs[i : i + 8].double(), ys[i : i + 8].double()) for i in range(0, len(xs), 8)]
-    return mse(pred, target), torch.cat(per_image).view(b, t, c).mean(dim=2)
+        per_image = torch.from_numpy(_score_cpu(xs.numpy(), ys.numpy(), bright, threads))
+    else:
+        step = max(1, GPU_CHUNK_PIXELS // (h * w))
+        per_image = torch.cat([_score_tensor(xs[i : i + step], ys[i : i + step], bright) for i in range(0, len(xs), step)])
+    scores = per_image.view(b, t, c, -1)
+    pixels = c * h * w
+    return FrameScores(
+        mse=scores[..., MSE].mean(dim=2),  # channel means
+        ssim=scores[..., SSIM].mean(dim=2),
+        pred_mean=scores[..., SUM_X].sum(dim=2) / pixels,
+        target_mean=scores[..., SUM_Y].sum(dim=2) / pixels,
+        pred_bright=scores[..., LIT].sum(dim=2) / pixels,
+        pred_min=scores[..., LOW].amin(dim=2),
+        pred_max=scores[..., HIGH].amax(dim=2),
+        pred_finite=scores[..., CHECK].sum(dim=2) == 0,
+    )
 
 
 def _images(frames: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -118,16 +171,47 @@ def _images(frames: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return frames.contiguous()
 
 
+def _score_cpu(xs: np.ndarray, ys: np.ndarray, bright: float, threads: int) -> np.ndarray:
+    """``(N, 8)`` per-image scores from the numba kernel, the images split among ``threads`` workers."""
+    taps = np.array(gaussian_window())
+    scores = np.empty((len(xs), CHECK + 1))
+    if threads <= 1 or len(xs) < 2:
+        _score_images(xs, ys, taps, bright, scores)
+        return scores
+    bounds = np.linspace(0, len(xs), min(len(xs), 4 * threads) + 1).astype(int)
+    pool = _worker_pool(threads)
+    jobs = [pool.submit(_score_images, xs[a:z], ys[a:z], taps, bright, scores[a:z]) for a, z in zip(bounds, bounds[1:])]
+    for job in jobs:
+        job.result()
+    return scores
+
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _worker_pool(threads: int) -> ThreadPoolExecutor:
+    """The metric kernel's ``threads`` worker threads, kept between batches and shared by callers.
+
+    They sleep while idle, unlike OpenMP threads, which spin and steal time from a busy machine.
+    """
+    with _pools_lock:
+        if threads not in _pools:
+            _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="bench-metrics")
+        return _pools[threads]
+
+
 _pixel_ssim = numba.njit(cache=True)(ssim_from_stats)
 
 
-@numba.njit(cache=True)
-def _mse_and_ssim_cpu(xs, ys, taps):
-    """``(N, 2)``: MSE and mean SSIM of each ``(H, W)`` image pair, one image at a time, in float64.
+@numba.njit(cache=True, nogil=True)
+def _score_images(xs, ys, taps, bright, scores):
+    """Fill ``scores[i]`` (columns ``MSE`` ... ``CHECK``) for each ``(H, W)`` image pair, in float64.
 
-    The four products of each row are filtered along the row, then each output row adds up
-    ``taps``-weighted filtered rows and sums its SSIM values: the buffers stay in cache and the inner
-    loops run along contiguous rows, which the compiler vectorises.
+    One pass per image: each pixel adds to the squared error and the prediction's statistics, and
+    the four SSIM products of each row are filtered along the row; then each output row adds up
+    ``taps``-weighted filtered rows and sums its SSIM values. The buffers stay in cache and the
+    filter loops run along contiguous rows, which the compiler vectorises.
     """
     n, h, w = xs.shape
     width = taps.size
@@ -135,13 +219,18 @@ def _mse_and_ssim_cpu(xs, ys, taps):
     products = np.empty((4, w))
     rows = np.empty((4, h, out_w))  # row-filtered statistics
     window = np.empty((4, out_w))
-    scores = np.empty((n, 2))
     for i in range(n):
-        squared_error = 0.0
+        squared_error = sum_x = sum_y = lit = check = 0.0
+        low, high = np.inf, -np.inf
         for r in range(h):
             for col in range(w):
                 a, b = np.float64(xs[i, r, col]), np.float64(ys[i, r, col])
                 squared_error += (a - b) * (a - b)
+                sum_x += a
+                sum_y += b
+                lit += 1.0 if a > bright else 0.0
+                low, high = min(low, a), max(high, a)
+                check += a - a  # NaN from the first NaN or infinity on
                 products[0, col], products[1, col] = a, b
                 products[2, col], products[3, col] = a * a + b * b, a * b
             for s in range(4):
@@ -159,9 +248,9 @@ def _mse_and_ssim_cpu(xs, ys, taps):
                     e_xy[col] += tap * xy[col]
             for col in range(out_w):
                 total += _pixel_ssim(mu_x[col], mu_y[col], e_sq[col], e_xy[col])
-        scores[i, 0] = squared_error / (h * w)
-        scores[i, 1] = total / (out_h * out_w)
-    return scores
+        scores[i, MSE], scores[i, SSIM] = squared_error / (h * w), total / (out_h * out_w)
+        scores[i, SUM_X], scores[i, SUM_Y], scores[i, LIT] = sum_x, sum_y, lit
+        scores[i, LOW], scores[i, HIGH], scores[i, CHECK] = low, high, check
 
 
 @numba.njit(cache=True, inline="always")
@@ -176,6 +265,18 @@ def _filter_row(source, taps, out):
 def _add_scaled(out, weight, source):
     for j in range(out.size):
         out[j] += weight * source[j]
+
+
+def _score_tensor(xs: torch.Tensor, ys: torch.Tensor, bright: float) -> torch.Tensor:
+    """The kernel's ``(N, 8)`` per-image scores with batched tensor ops (GPU and other devices)."""
+    x, y = xs.double(), ys.double()
+    finite = torch.isfinite(xs).all(dim=(1, 2))
+    columns = [
+        (x - y).square().mean(dim=(1, 2)), _ssim_tensor(x, y), x.sum(dim=(1, 2)), y.sum(dim=(1, 2)),
+        (xs > bright).sum(dim=(1, 2)).double(), x.amin(dim=(1, 2)), x.amax(dim=(1, 2)),
+        torch.where(finite, 0.0, math.nan).double(),
+    ]
+    return torch.stack(columns, dim=1)
 
 
 def _ssim_tensor(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

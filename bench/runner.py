@@ -5,11 +5,16 @@ The runner never knows a method or dataset by name: it builds them from the regi
 """
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +23,15 @@ import torch
 from tqdm import tqdm
 
 from . import __version__, metrics
-from .dataset import Dataset
+from .dataset import ClipSet, Dataset
 from .errors import BenchError
 from .method import Method
 from .profile import measure_costs
 
 CONTEXT, HORIZON = 10, 10
 N_EXAMPLES = 4
+READ_AHEAD = 2  # batches read ahead of the one being scored
+HEAVY_PREDICT_FLOPS = 1e9  # a batch's predict from which torch's intra-op threads pay off
 
 
 @dataclass
@@ -62,6 +69,24 @@ def _to_uint8(frames: torch.Tensor) -> np.ndarray:
     return (frames.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
+def default_threads() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def predict_threads(costs: dict[str, Any], batch_size: int, threads: int) -> int:
+    """Torch's intra-op threads for ``predict`` on the CPU: ``threads`` for a method whose batch
+    costs at least :data:`HEAVY_PREDICT_FLOPS`, else 1.
+
+    A light prediction (copies and elementwise ops, like copy-last) gains little from threads, and
+    OpenMP threads that spin against other processes make it 3-10x slower on a busy machine.
+    """
+    return threads if (costs.get("predict_flops") or 0) * batch_size >= HEAVY_PREDICT_FLOPS else 1
+
+
 def evaluate(
     method: Method,
     dataset: Dataset,
@@ -71,17 +96,30 @@ def evaluate(
     stride: int = 1,
     progress: bool | int = True,
     metadata: dict[str, Any] | None = None,
+    threads: int | None = None,
 ) -> EvalResult:
     """Score ``method`` on the first ``limit`` test clips of ``dataset`` (all when ``None``).
 
     ``progress`` is ``False`` for silence, ``True`` for a bar, or an int: the bar's line (for
     parallel cells). Raises :class:`BenchError` when the method returns the wrong shape, values
     outside [0, 1], or non-finite values, naming the method and the test sequence.
+
+    Thread policy (``threads``, default: the cores this process may use): a background thread
+    reads (renders, converts) the next batches while the current one is predicted and scored; on
+    the CPU, one pass of the numba kernel computes the metrics, the checks and the intensity
+    statistics over the frames in ``threads`` worker threads, and ``predict`` runs on
+    :func:`predict_threads` torch threads (restored afterwards). Results never depend on it.
+    ``wall_seconds`` in the metadata breaks the time down: ``data`` (reading, in the background),
+    ``data_wait`` (the loop waiting for it), ``predict``, ``metrics`` (the fused pass) and
+    ``checks`` (verdicts on the pass's checks, statistics and examples).
     """
     if limit is not None and limit < 1:
         raise BenchError(f"--limit must be a positive number of test sequences, got {limit}")
     if batch_size < 1:
         raise BenchError(f"--batch-size must be positive, got {batch_size}")
+    if threads is not None and threads < 1:
+        raise BenchError(f"--threads must be positive, got {threads}")
+    threads = threads or default_threads()
     device = choose_device(device)
     clips = dataset.test_clips(CONTEXT + HORIZON, stride)
     total = len(clips) if limit is None else min(limit, len(clips))
@@ -90,40 +128,50 @@ def evaluate(
     method.to(device).eval()
     # cheap: predict timed twice; one training step measured (not timed) at the method's smallest batch
     costs = measure_costs(method, device=device, repeats=2, train_steps=0)
+    torch_threads = predict_threads(costs, batch_size, threads) if device.type == "cpu" else torch.get_num_threads()
     example_index = np.unique(np.linspace(0, total - 1, min(N_EXAMPLES, total)).round().astype(int))
     scores: dict[str, list[np.ndarray]] = {name: [] for name in ("mse", "psnr", "dssim")}
     examples: dict[str, list[np.ndarray]] = {"examples_context": [], "examples_target": [], "examples_pred": []}
     pred_mean = np.zeros(HORIZON)
     target_mean = np.zeros(HORIZON)
     bright = np.zeros(HORIZON)
+    seconds = dict.fromkeys(("data", "data_wait", "predict", "metrics", "checks"), 0.0)
     started = time.perf_counter()
-    predict_seconds = 0.0
     bar = tqdm(
         total=total, unit="seq", desc=f"{method.name} on {dataset.name}", disable=progress is False,
         position=progress if isinstance(progress, int) and progress is not True else None, leave=True,
     )
-    with bar, torch.no_grad():
+    batches = ReadAhead(clips, total, batch_size, on_cpu=device.type == "cpu")
+    with bar, batches, _torch_threads(torch_threads), torch.no_grad():
         for start in range(0, total, batch_size):
-            index = np.arange(start, min(start + batch_size, total))
-            clip = torch.from_numpy(clips.batch(index)).to(device).float().div_(255)
-            context, target = clip[:, :CONTEXT], clip[:, CONTEXT:]
             tic = time.perf_counter()
+            clip = batches.next().to(device)
+            if device.type != "cpu":
+                clip = clip.float().div_(255)
+            context, target = clip[:, :CONTEXT], clip[:, CONTEXT:]
+            seconds["data_wait"] += (toc := time.perf_counter()) - tic
             pred = method.predict(context, HORIZON)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            predict_seconds += time.perf_counter() - tic
-            _check_prediction(method.name, pred, target, start)
-            for name, values in metrics.frame_metrics(pred, target).items():
+            seconds["predict"] += (tic := time.perf_counter()) - toc
+            _check_shape(method.name, pred, target)
+            scored = metrics.score_frames(pred, target, threads)
+            stats = {name: value.cpu().numpy() for name, value in vars(scored).items()}
+            seconds["metrics"] += (toc := time.perf_counter()) - tic
+            _check_values(method.name, stats, start)
+            for name, values in scored.metrics().items():
                 scores[name].append(values.cpu().numpy())
-            pred_mean += pred.double().mean(dim=(2, 3, 4)).sum(0).cpu().numpy()
-            target_mean += target.double().mean(dim=(2, 3, 4)).sum(0).cpu().numpy()
-            bright += (pred > 0.1).double().mean(dim=(2, 3, 4)).sum(0).cpu().numpy()
-            chosen = np.isin(index, example_index)
+            pred_mean += stats["pred_mean"].sum(0)
+            target_mean += stats["target_mean"].sum(0)
+            bright += stats["pred_bright"].sum(0)
+            chosen = np.isin(np.arange(start, start + len(pred)), example_index)
             if chosen.any():
                 examples["examples_context"].append(_to_uint8(context[chosen]))
                 examples["examples_target"].append(_to_uint8(target[chosen]))
                 examples["examples_pred"].append(_to_uint8(pred[chosen]))
-            bar.update(len(index))
+            bar.update(len(pred))
+            seconds["checks"] += time.perf_counter() - toc
+    seconds["data"] = batches.seconds
     per_sequence = {name: np.concatenate(parts) for name, parts in scores.items()}
     example_arrays = {name: np.concatenate(parts) for name, parts in examples.items()}
     example_arrays["examples_index"] = example_index
@@ -146,25 +194,77 @@ def evaluate(
         "test": {"n_sequences": total, "limit": limit, "stride": stride, "context": CONTEXT, "horizon": HORIZON},
         "conventions": metrics.CONVENTIONS,
         "intensity": intensity,
-        "device": _describe_device(device),
+        "device": {**_describe_device(device), "threads": threads, "predict_threads": torch_threads},
         "versions": _versions(),
         "git_commit": _git_commit(),
-        "wall_seconds": {"evaluate": time.perf_counter() - started, "predict": predict_seconds},
+        "wall_seconds": {"evaluate": time.perf_counter() - started, **seconds},
         "costs": costs,
         **(metadata or {}),
     }
     return EvalResult(per_sequence, example_arrays, meta)
 
 
-def _check_prediction(name: str, pred: torch.Tensor, target: torch.Tensor, first: int) -> None:
+class ReadAhead:
+    """The test clips in batches of ``batch_size``, read :data:`READ_AHEAD` batches ahead in a
+    background thread (Moving MNIST's compiled rendering and numpy's copies from memory-mapped
+    video windows release the GIL, so this overlaps with predicting and scoring). On the CPU the uint8 clips become float32 frames in [0, 1] there
+    too (``x / 255``, the same division torch does); for other devices they stay uint8 and are
+    converted on the device. ``seconds`` adds up the background thread's time. A context manager:
+    leaving it drops what was read ahead."""
+
+    def __init__(self, clips: ClipSet, total: int, batch_size: int, on_cpu: bool):
+        self.clips, self.total, self.batch_size, self.on_cpu = clips, total, batch_size, on_cpu
+        self.starts = iter(range(0, total, batch_size))
+        self.seconds = 0.0
+
+    def __enter__(self) -> ReadAhead:
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="bench-data")
+        self.pending = deque(self.pool.submit(self._load, start) for start in islice(self.starts, READ_AHEAD))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def next(self) -> torch.Tensor:
+        batch = self.pending.popleft().result()
+        start = next(self.starts, None)
+        if start is not None:
+            self.pending.append(self.pool.submit(self._load, start))
+        return batch
+
+    def _load(self, start: int) -> torch.Tensor:
+        tic = time.perf_counter()
+        clips = self.clips.batch(np.arange(start, min(start + self.batch_size, self.total)))
+        if self.on_cpu:
+            clips = np.divide(clips, np.float32(255), dtype=np.float32)
+        self.seconds += time.perf_counter() - tic
+        return torch.from_numpy(clips)
+
+
+@contextmanager
+def _torch_threads(threads: int):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _check_shape(name: str, pred: torch.Tensor, target: torch.Tensor) -> None:
     if not isinstance(pred, torch.Tensor) or pred.shape != target.shape:
         shape = tuple(pred.shape) if isinstance(pred, torch.Tensor) else type(pred).__name__
         raise BenchError(f"method {name!r} returned predictions of shape {shape}, expected {tuple(target.shape)}")
-    bad = ~torch.isfinite(pred)
+
+
+def _check_values(name: str, stats: dict[str, np.ndarray], first: int) -> None:
+    """Refuse non-finite predictions (naming the first such test sequence) and values outside [0, 1]."""
+    bad = ~stats["pred_finite"].all(axis=1)
     if bad.any():
-        seq = first + int(bad.flatten(1).any(1).nonzero()[0])
-        raise BenchError(f"method {name!r} predicted non-finite values (NaN or inf) for test sequence {seq}")
-    low, high = float(pred.min()), float(pred.max())
+        raise BenchError(
+            f"method {name!r} predicted non-finite values (NaN or inf) for test sequence {first + int(np.argmax(bad))}"
+        )
+    low, high = float(stats["pred_min"].min()), float(stats["pred_max"].max())
     if low < -1e-6 or high > 1 + 1e-6:
         raise BenchError(
             f"method {name!r} predicted values in [{low:.4g}, {high:.4g}], outside the frame range [0, 1]"
@@ -172,7 +272,7 @@ def _check_prediction(name: str, pred: torch.Tensor, target: torch.Tensor, first
 
 
 def _describe_device(device: torch.device) -> dict[str, Any]:
-    info: dict[str, Any] = {"type": device.type, "threads": torch.get_num_threads()}
+    info: dict[str, Any] = {"type": device.type}
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)
     else:

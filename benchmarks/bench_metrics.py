@@ -14,6 +14,7 @@ import torch
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
 from bench.metrics import frame_metrics
+from bench.runner import default_threads
 
 
 def skimage_loop(pred: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
@@ -47,17 +48,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads for the harness (default: torch's, i.e. all cores, as `bench run` uses)")
+                        help="the metric kernel's threads (default: the cores, as `bench run` uses)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"harness on {torch.get_num_threads()} thread(s); the scikit-image loop on one")
+    threads = args.threads or default_threads()
+    print(f"harness on {threads} thread(s); the scikit-image loop on one")
     rng = np.random.default_rng(0)
     for shape in [(1, 64, 64), (3, 64, 80)]:
         target = rng.random((args.batch, 10, *shape)).astype(np.float32)
         pred = np.clip(target + 0.1 * rng.standard_normal(target.shape), 0, 1).astype(np.float32)
         tp, tt = torch.from_numpy(pred), torch.from_numpy(target)
-        ours_s, ours = best_time(lambda: frame_metrics(tp, tt), args.rounds)
+        ours_s, ours = best_time(lambda: frame_metrics(tp, tt, threads), args.rounds)
         ref_s, ref = best_time(lambda: skimage_loop(pred.astype(np.float64), target.astype(np.float64)), args.rounds)
         worst = max(float(np.abs(ours[k].numpy() - ref[k]).max()) for k in ref)
         frames = args.batch * 10

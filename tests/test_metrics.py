@@ -71,11 +71,61 @@ def test_tensor_path_for_other_devices_matches_scikit_image(shape):
 def test_cuda_metrics_equal_cpu_metrics():
     target = torch.rand(2, 3, 3, 64, 80)
     pred = (target + 0.1 * torch.randn_like(target)).clamp(0, 1)
-    cpu = metrics.frame_metrics(pred, target)
-    gpu = metrics.frame_metrics(pred.cuda(), target.cuda())
-    for name, values in cpu.items():
-        assert gpu[name].device.type == "cuda"
-        np.testing.assert_allclose(gpu[name].cpu().numpy(), values.numpy(), rtol=1e-12)
+    pred[1, 2, 0, 5, 5] = float("nan")
+    cpu = metrics.score_frames(pred, target, threads=2)
+    gpu = metrics.score_frames(pred.cuda(), target.cuda())
+    for name, values in vars(cpu).items():
+        assert getattr(gpu, name).device.type == "cuda"
+        np.testing.assert_allclose(getattr(gpu, name).cpu().numpy(), values.numpy(), rtol=1e-12, err_msg=name)
+
+
+def quantised_frames(shape, seed):
+    """Frames as the datasets make them (uint8 / 255 in float32), with pixels exactly at float32(0.1)."""
+    rng = np.random.default_rng(seed)
+    target = torch.from_numpy(rng.integers(0, 256, shape, dtype=np.uint8)).float().div_(255)
+    pred = torch.from_numpy(rng.integers(0, 256, shape, dtype=np.uint8)).float().div_(255)
+    pred[:, :, :, :3] = metrics.BRIGHT  # on the threshold: not lit, as torch compares in float32
+    return pred, target
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 1, 64, 64), (2, 3, 3, 64, 80)])
+def test_one_pass_statistics_equal_the_tensor_reductions(shape):
+    pred, target = quantised_frames(shape, sum(shape))
+    pred[0, 1, 0, 7, 9], pred[1, 2, -1, 0, 0] = float("nan"), float("inf")
+    pred[2 % shape[0], 0, 0, 1, 1] = -0.5
+    scores = metrics.score_frames(pred, target, threads=2)
+    expected = {
+        "pred_mean": pred.double().mean(dim=(2, 3, 4)), "target_mean": target.double().mean(dim=(2, 3, 4)),
+        "pred_bright": (pred > 0.1).double().mean(dim=(2, 3, 4)),
+        "pred_finite": torch.isfinite(pred).flatten(2).all(dim=2),
+    }
+    for name, values in expected.items():  # bit for bit: the runner's collapse statistics depend on them
+        torch.testing.assert_close(getattr(scores, name), values, rtol=0, atol=0, equal_nan=True, msg=name)
+    finite = expected["pred_finite"]
+    assert torch.equal(scores.pred_min[finite], pred.double().amin(dim=(2, 3, 4))[finite])
+    assert torch.equal(scores.pred_max[finite], pred.double().amax(dim=(2, 3, 4))[finite])
+    assert scores.pred_min.min() == -0.5 and int((~finite).sum()) == 2
+
+
+def test_results_do_not_depend_on_threads():
+    pred, target = quantised_frames((5, 7, 1, 32, 40), 4)
+    one = metrics.score_frames(pred, target, threads=1)
+    for threads in (2, 3, 7):
+        many = metrics.score_frames(pred, target, threads=threads)
+        for name, values in vars(one).items():
+            assert torch.equal(getattr(many, name), values), (threads, name)
+
+
+def test_tensor_path_computes_the_kernel_columns():
+    pred, target = quantised_frames((2, 3, 1, 64, 64), 5)
+    pred[1, 1, 0, 3, 3] = float("nan")
+    xs, ys = pred.reshape(-1, 64, 64), target.reshape(-1, 64, 64)
+    bright = float(torch.tensor(metrics.BRIGHT, dtype=torch.float32))
+    kernel = torch.from_numpy(metrics._score_cpu(xs.numpy(), ys.numpy(), bright, threads=1))
+    tensor = metrics._score_tensor(xs, ys, bright)
+    finite = torch.isfinite(kernel[:, metrics.CHECK])
+    assert finite.tolist() == torch.isfinite(tensor[:, metrics.CHECK]).tolist() == [True] * 4 + [False] + [True]
+    np.testing.assert_allclose(tensor[finite].numpy(), kernel[finite].numpy(), rtol=1e-12)
 
 
 def test_identical_frames_give_infinite_psnr_dropped_and_counted():

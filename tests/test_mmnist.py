@@ -72,6 +72,25 @@ def test_render_takes_the_pixelwise_max():
     assert frame.shape == (64, 64)
 
 
+
+def test_render_equals_a_plain_loop_over_digits():
+    rng = np.random.default_rng(5)
+    digits = rng.integers(0, 256, (6, 3, 28, 28), dtype=np.uint8)
+    positions = rng.integers(0, 37, (6, 3, 5, 2))
+    positions[0, :, 0] = 0
+    positions[1, :, 0] = 36  # both edges of the free range
+    expected = np.zeros((6, 5, 1, 64, 64), dtype=np.uint8)
+    for i, k, t in np.ndindex(6, 3, 5):
+        (y, x) = positions[i, k, t]
+        patch = expected[i, t, 0, y : y + 28, x : x + 28]
+        np.maximum(patch, digits[i, k], out=patch)
+    np.testing.assert_array_equal(mm.render(digits, positions), expected)
+
+
+def test_render_refuses_positions_outside_the_frame():
+    with pytest.raises(ValueError, match=r"\[0, 36\], got 0..37"):
+        mm.render(np.zeros((1, 1, 28, 28), np.uint8), np.array([[[[0, 37]]]]))
+
 def test_fixed_test_set_is_reproducible_and_random_access(mmnist):
     clips = mmnist.test_clips(20)
     assert len(clips) == 10_000

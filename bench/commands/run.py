@@ -37,13 +37,15 @@ from ._options import (
 @click.option("--no-train", is_flag=True, help="Refuse to train a missing checkpoint instead of training it.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run (method, dataset) cells in N parallel processes.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads per cell for training and evaluation (default: the cores, divided by --jobs).")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
               help="Run the cells on a Dask distributed cluster.")
 @click.option("--force", is_flag=True, help="Redo cells whose results already exist with the same settings.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(methods, datasets, preset, device, data_dir, dataset_options, method_settings, test_file,
             test_stride, skip_bad, limit, batch_size, seed, results_dir, checkpoint_dir, no_train, jobs,
-            scheduler, force, quiet):
+            threads, scheduler, force, quiet):
     """Evaluate METHODS on DATASET: 10 context frames in, 10 predicted, scored per step.
 
     Writes one folder per cell, results/<dataset>/<method>/ (steps.csv, sequences.npz, meta.json), and
@@ -61,7 +63,7 @@ def command(methods, datasets, preset, device, data_dir, dataset_options, method
             method=method, dataset=dataset, preset=preset, data_dir=data_dir, dataset_options=options,
             method_options=settings[method], limit=limit, stride=test_stride, seed=seed,
             batch_size=batch_size, device=device, skip_bad=skip_bad, checkpoint_dir=checkpoint_dir,
-            train=not no_train,
+            train=not no_train, threads=threads,
         )
         for dataset in split_names(datasets)
         for method in names
