@@ -37,6 +37,9 @@ class Cell:
     skip_bad: bool = False
     checkpoint_dir: str | None = None
     train: bool = True
+    # Training options (bench.speedups); not part of the request: the weights' metadata records them.
+    precision: str | None = None
+    compile: bool = False
 
     def request(self) -> dict[str, Any]:
         """What determines this cell's numbers (stored in its metadata; equal requests are skipped)."""
@@ -57,6 +60,7 @@ def load_cell(cell: Cell, progress: bool | int = True):
     trained = trained_method(
         cell.method, dataset, cell.preset, overrides=cell.method_options, device=cell.device,
         checkpoint_dir=cell.checkpoint_dir, train_missing=cell.train, seed=cell.seed, progress=progress is not False,
+        precision=cell.precision, compile=cell.compile,
     )
     return dataset, trained.method, trained.metadata()
 
