@@ -80,8 +80,8 @@ class Method(nn.Module):
     def use_precision(self, precision: str) -> None:
         """Prepare :meth:`optimize` for ``precision``: ``fp16`` gets a GradScaler per optimizer on the
         method's device (call it after moving the method); ``fp32`` and ``bf16`` need none."""
-        scaling = precision == "fp16"
-        self.grad_scalers = {name: torch.amp.GradScaler(self.device.type) for name in self.optimizers} if scaling else {}
+        kind = self.device.type
+        self.grad_scalers = {name: torch.amp.GradScaler(kind) for name in self.optimizers} if precision == "fp16" else {}
 
     def scaled(self, name: str, loss: torch.Tensor) -> torch.Tensor:
         """``loss`` times the current loss scale of optimizer ``name`` (fp16); unchanged otherwise."""

@@ -3,7 +3,9 @@
 Builds ``--method`` (``--preset``, seed 0) twice on ``--device`` with identical weights and feeds both
 from one stream of Moving MNIST batches (the digits shipped with the package) through the
 background loader of :mod:`bench.batches`. One copy's ``training_step`` goes through
-``torch.compile``; its first ``--warmup`` steps compile (their time is printed). Then the two copies
+``torch.compile``. Both take their first step on the same batch (its time, the compilation's for
+the compiled copy, and the losses, equal up to rounding, are printed), then ``--warmup`` - 1 more
+untimed steps. Then the two copies
 alternate, step for step, ``--steps`` times each, so both see the same machine load, and the
 script prints the median seconds per step, the interquartile range and the compiled/eager ratio.
 Last, ``--steps`` eager steps fed in-process (``--data-workers 0``) show what the background
@@ -51,7 +53,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--steps", type=int, default=10, help="Timed steps of each kind.")
-    parser.add_argument("--warmup", type=int, default=2, help="Untimed first steps (the compiled ones compile).")
+    parser.add_argument("--warmup", type=int, default=2, help="Untimed first steps, at least 1 (the compiled ones compile).")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
     args = parser.parse_args()
     if args.threads:
@@ -70,18 +72,20 @@ def main() -> None:
     step, ok = compiled(other.training_step, device, print)
     data = digits()
     fed = training_batches(data, seed=0, batch_size=batch, device=device, frame_shape=SHAPE, workers=1)
-    began = time.perf_counter()
-    time_steps(eager.training_step, fed, device, speed, args.warmup)
-    eager_warm = time.perf_counter() - began
-    times = {"eager": [], "compiled": []}
-    waits = []
-    if ok:
+    kinds = {"eager": eager.training_step, **({"compiled": step} if ok else {})}
+    first = next(fed)
+    for label, call in kinds.items():  # the same weights and batch: the same loss, up to rounding
         began = time.perf_counter()
-        time_steps(step, fed, device, speed, args.warmup)
-        print(f"first {args.warmup} compiled steps (compilation): {time.perf_counter() - began:.1f} s; "
-              f"eager: {eager_warm:.1f} s")
+        with speed.step_context(device):
+            losses = call(first)
+        print(f"first {label} step: {time.perf_counter() - began:.1f} s"
+              f"{' (compilation)' if label == 'compiled' else ''}; losses {losses}")
+    for call in kinds.values():
+        time_steps(call, fed, device, speed, args.warmup - 1)
+    times = {label: [] for label in kinds}
+    waits = []
     for _ in range(args.steps):
-        for label, call in (("eager", eager.training_step), ("compiled", step)) if ok else (("eager", eager.training_step),):
+        for label, call in kinds.items():
             seconds, waited = time_steps(call, fed, device, speed, 1)
             times[label] += seconds
             waits += waited
@@ -92,8 +96,7 @@ def main() -> None:
 
     print(f"\n{'seconds per step':<28}{'median':>10}{'IQR':>10}")
     for label, seconds in times.items():
-        if seconds:
-            print(describe(label, seconds))
+        print(describe(label, seconds))
     if ok:
         ratio = statistics.median(times["compiled"]) / statistics.median(times["eager"])
         print(f"{'compiled / eager':<28}{ratio:>10.3f}   ({1 / ratio:.2f}x the eager speed)")
