@@ -145,10 +145,15 @@ def restore(method: Method, checkpoint: dict[str, Any], path: Path, *, rng: bool
 
 def load_weights(method: Method, path: str | os.PathLike) -> dict[str, Any]:
     """Initialise ``method`` from another run's weights only (``--init-from``): same method, any
-    preset, dataset or frame shape whose tensors fit."""
+    preset, dataset or frame shape whose tensors fit. Training-progress counters
+    (``method.progress_buffers``) keep their fresh values, so learning-rate schedules start over."""
     checkpoint = load(path, method=method.name)
+    state = dict(checkpoint["model"])
+    own = method.state_dict()
+    for name in method.progress_buffers:  # a new run starts its schedules from the beginning
+        state[name] = own[name]
     try:
-        method.load_state_dict(checkpoint["model"])
+        method.load_state_dict(state)
     except RuntimeError as error:
         raise BenchError(f"weights in {path} do not fit method {method.name!r} as configured: {str(error).splitlines()[0]}") from None
     return checkpoint

@@ -184,19 +184,23 @@ def depth_cut(entries: list[Entry], depth: int) -> int:
 class RecurrentAutoencoder(Method):
     """A tied conv/pool stack with recurrent layers, trained with L1 on the predicted frames in [-1, 1].
 
-    Config: ``topology`` (see :func:`parse_topology`), ``lr``, ``steps``, ``batch_size``.
+    Config: ``topology`` (see :func:`parse_topology`), ``lr``, ``steps``, ``batch_size``, and an optional
+    step schedule: from update ``lr_late_from`` on, the learning rate is ``lr_late`` (both ``None``: a
+    constant rate, as the paper). The update count is a buffer, so the schedule survives checkpoints.
     Subclasses set ``unit`` (built as ``unit(a, b, k)`` for each recurrent entry) and implement
     ``rollout(context, horizon, cut)`` on [-1, 1] tensors using the first ``cut`` entries.
     """
 
     unit: ClassVar[type[nn.Module]]
     loss_key = "l1"
+    progress_buffers = ("updates",)
 
     def __init__(self, frame_shape: tuple[int, int, int], config: Config):
         super().__init__(frame_shape, config)
         self.entries = parse_topology(self.config["topology"], self.frame_shape)
         self.layers = nn.ModuleList(self._build(entry) for entry in self.entries)
         self.optimizers = {"model": TFRMSprop(self.parameters(), lr=self.config["lr"])}
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
     def _build(self, entry: Entry) -> nn.Module:
         if entry.kind == "conv":
@@ -234,8 +238,19 @@ class RecurrentAutoencoder(Method):
         target = frames[:, CONTEXT:]
         pred = self.rollout(frames[:, :CONTEXT], target.shape[1], len(self.entries))
         loss = (pred - target).abs().mean()
+        lr = self.learning_rate()
+        for group in self.optimizers["model"].param_groups:
+            group["lr"] = lr
         self.optimize("model", loss)
-        return {"l1": loss.item(), "mse_signed": (pred.detach() - target).pow(2).mean().item()}
+        self.updates += 1
+        return {"l1": loss.item(), "mse_signed": (pred.detach() - target).pow(2).mean().item(), "lr": lr}
+
+    def learning_rate(self) -> float:
+        """The rate of the next update: ``lr``, or ``lr_late`` from update ``lr_late_from`` on."""
+        late_from = self.config.get("lr_late_from")
+        if late_from is not None and self.updates.item() >= late_from:
+            return float(self.config["lr_late"])
+        return float(self.config["lr"])
 
     def rollout(self, context: torch.Tensor, horizon: int, cut: int) -> torch.Tensor:
         """[-1, 1] context ``(B, K, C, H, W)`` -> ``horizon`` predicted frames in [-1, 1], using ``layers[:cut]``."""

@@ -38,6 +38,7 @@ class Method(nn.Module):
     trainable: ClassVar[bool] = True
     min_batch_size: ClassVar[int] = 1  # the smallest training batch (a GAN splitting it for D and G needs 2)
     loss_key: ClassVar[str] = "loss"  # the entry of training_step's dict that measures the fit
+    progress_buffers: ClassVar[tuple[str, ...]] = ()  # buffers counting training progress (reset by --init-from)
 
     def __init__(self, frame_shape: tuple[int, int, int], config: Config):
         super().__init__()

@@ -66,9 +66,12 @@ class DGRU(nn.Module):
 class FRNN(RecurrentAutoencoder):
     unit = DGRU
     presets = {
-        "paper": {"topology": PAPER_TOPOLOGY, "lr": 1e-4, "steps": 500_000, "batch_size": 12},
-        "small": {"topology": "c8k5 p g16k3 p g32k3 p g32k3 p g32k3", "lr": 1e-3, "steps": 3000, "batch_size": 8},
-        "tiny": {"topology": "c4k3 c4k3 p g4k3 g4k3 p g6k3 g6k3", "lr": 1e-4, "steps": 4, "batch_size": 2},
+        "paper": {"topology": PAPER_TOPOLOGY, "lr": 1e-4, "lr_late": None, "lr_late_from": None,
+                  "steps": 500_000, "batch_size": 12},
+        "small": {"topology": "c8k5 p g16k3 p g32k3 p g32k3 p g32k3", "lr": 1e-3, "lr_late": 1e-4,
+                  "lr_late_from": 8000, "steps": 10_000, "batch_size": 8},
+        "tiny": {"topology": "c4k3 c4k3 p g4k3 g4k3 p g6k3 g6k3", "lr": 1e-4, "lr_late": None, "lr_late_from": None,
+                 "steps": 4, "batch_size": 2},
     }
 
     def encode(self, context: torch.Tensor, cut: int) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:

@@ -171,6 +171,7 @@ class MultiScaleDiscriminator(nn.Module):
 class Mathieu(Method):
     min_batch_size = 2  # one half of the batch trains D, the other G
     loss_key = "reconstruction"
+    progress_buffers = ("updates",)
     presets = {
         "paper": {"steps": 100_000, "batch_size": 16, "width": 1.0, "optimizer": "sgd",
                   "lr_g": 0.04, "lr_g_end": 0.005, "lr_d": 0.02, **_COMMON},

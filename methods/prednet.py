@@ -82,6 +82,7 @@ def _glorot(conv: nn.Conv2d, chunks: int = 1) -> None:
 
 @register_method("prednet")
 class PredNet(Method):
+    progress_buffers = ("step_count",)
     presets = {
         "paper": {
             "widths": [48, 96, 192], "filter_size": 3, "layer_loss_weights": [1.0, 0.0, 0.0, 0.0],

@@ -68,7 +68,8 @@ class LadderGRU(nn.Module):
 class RLadder(RecurrentAutoencoder):
     unit = LadderGRU
     presets = {
-        "paper": {"topology": PAPER_TOPOLOGY, "lr": 1e-4, "steps": 500_000, "batch_size": 6},
+        "paper": {"topology": PAPER_TOPOLOGY, "lr": 1e-4, "lr_late": None, "lr_late_from": None,
+                  "steps": 500_000, "batch_size": 6},
         "small": {**FRNN.presets["small"], "batch_size": FRNN.presets["small"]["batch_size"] // 2},
         "tiny": {**FRNN.presets["tiny"]},
     }

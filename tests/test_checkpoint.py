@@ -176,3 +176,16 @@ def test_sha256_names_the_content(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"abc")
     assert ckpt.sha256(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_init_from_keeps_the_weights_but_restarts_training_schedules(tmp_path):
+    source = get_method("frnn", (1, 16, 16), preset="tiny", lr_late=1e-5, lr_late_from=2)
+    with torch.no_grad():
+        source.updates.fill_(5)
+        next(source.parameters()).add_(1.0)
+    path = tmp_path / "source.pt"
+    ckpt.save(path, ckpt.pack(source, preset="tiny", dataset="d", step=5, seed=0))
+    fresh = get_method("frnn", (1, 16, 16), preset="tiny", lr_late=1e-5, lr_late_from=2)
+    ckpt.load_weights(fresh, path)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), source.parameters()))
+    assert fresh.updates.item() == 0 and fresh.learning_rate() == 1e-4  # not the source's late rate

@@ -242,6 +242,18 @@ def test_tiny_predicts_deterministically_in_range_and_trains(frame_shape):
     assert isinstance(model.optimizers["model"], TFRMSprop)
 
 
+def test_learning_rate_steps_down_at_lr_late_from_and_survives_a_checkpoint():
+    model = bench.get_method("frnn", (1, 16, 16), preset="tiny", lr=1e-3, lr_late=1e-4, lr_late_from=2)
+    clip = context(frame_shape=(1, 16, 16), length=20, seed=3)
+    assert [model.training_step(clip)["lr"] for _ in range(2)] == [1e-3, 1e-3]
+    resumed = bench.get_method("frnn", (1, 16, 16), preset="tiny", lr=1e-3, lr_late=1e-4, lr_late_from=2)
+    resumed.load_state_dict(model.state_dict())
+    assert resumed.training_step(clip)["lr"] == 1e-4
+    assert resumed.optimizers["model"].param_groups[0]["lr"] == 1e-4
+    constant = tiny((1, 16, 16))
+    assert [constant.training_step(clip)["lr"] for _ in range(3)] == [1e-4] * 3  # the paper: no schedule
+
+
 def test_same_seed_gives_the_same_initial_model():
     a, b = tiny(seed=5), tiny(seed=5)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))

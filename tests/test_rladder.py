@@ -126,7 +126,7 @@ def test_tiny_predicts_deterministically_in_range_and_trains(frame_shape):
         assert torch.equal(model.predict(ctx, 10), out)
     assert out.shape == (2, 10, *frame_shape) and 0 <= out.min() and out.max() <= 1
     losses = model.training_step(context(frame_shape=frame_shape, length=20, seed=3))
-    assert set(losses) == {"l1", "mse_signed"} and all(math.isfinite(v) for v in losses.values())
+    assert set(losses) == {"l1", "mse_signed", "lr"} and all(math.isfinite(v) for v in losses.values())
 
 
 @pytest.mark.parametrize("frame_shape", SHAPES)
