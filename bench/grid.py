@@ -49,6 +49,9 @@ class Cell:
     checkpoint_dir: str | None = None
     train: bool = True
     threads: int | None = None  # CPU threads (None: the cores, or cores / jobs in a grid); results do not depend on it
+    # Training options (bench.speedups); not part of the request: the weights' metadata records them.
+    precision: str | None = None
+    compile: bool = False
 
     def request(self) -> dict[str, Any]:
         """What determines this cell's numbers (stored in its metadata; equal requests are skipped)."""
@@ -69,6 +72,7 @@ def load_cell(cell: Cell, progress: bool | int = True):
     trained = trained_method(
         cell.method, dataset, cell.preset, overrides=cell.method_options, device=cell.device,
         checkpoint_dir=cell.checkpoint_dir, train_missing=cell.train, seed=cell.seed, progress=progress is not False,
+        precision=cell.precision, compile=cell.compile,
     )
     return dataset, trained.method, trained.metadata()
 

@@ -88,7 +88,9 @@ class GateSet(nn.Module):
         gated = list(parts)
         gated[index] = reset * state
         candidate = torch.tanh(F.conv2d(torch.cat(gated, 1), self.weight_c, self.bias_c, padding=self.padding))
-        return torch.lerp(state, candidate, update)  # = update * candidate + (1 - update) * state
+        # = update * candidate + (1 - update) * state; lerp wants one dtype, which autocast does not
+        # give it (the casts are no-ops in fp32)
+        return torch.lerp(state, candidate.to(state.dtype), update.to(state.dtype))
 
 
 def tiled(init: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -236,13 +238,10 @@ class RecurrentAutoencoder(Method):
         target = frames[:, CONTEXT:]
         pred = self.rollout(frames[:, :CONTEXT], target.shape[1], len(self.entries))
         loss = (pred - target).abs().mean()
-        optimizer = self.optimizers["model"]
         lr = self.learning_rate()
-        for group in optimizer.param_groups:
+        for group in self.optimizers["model"].param_groups:
             group["lr"] = lr
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        self.optimize("model", loss)
         self.updates += 1
         return {"l1": loss.item(), "mse_signed": (pred.detach() - target).pow(2).mean().item(), "lr": lr}
 

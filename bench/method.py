@@ -7,7 +7,10 @@ A method is a ``torch.nn.Module`` that sees float frames in [0, 1], batch-first
   ``small`` (trains on a 2-core CPU in minutes) and ``tiny`` (seconds, for tests). Every preset of
   a trainable method holds ``steps`` (the training budget) and ``batch_size``;
 * build their modules and their optimizer(s) in ``__init__(frame_shape, config)``, storing the
-  optimizers in ``self.optimizers`` (a name -> optimizer dict; GANs have two);
+  optimizers in ``self.optimizers`` (a name -> optimizer dict; GANs have two), and update them with
+  :meth:`Method.optimize` (zero the gradients, backward, step), which applies the loss scaling of
+  ``--precision fp16`` (:mod:`bench.speedups`); the training loop runs ``training_step`` under
+  autocast for bf16/fp16, so a method's maths need not know the precision;
 * implement ``predict(context, horizon)`` (deterministic in eval mode; the runner calls it under
   ``torch.no_grad()``) and, when trainable, ``training_step(clip)``, whose returned dict holds
   ``loss_key``: the term that measures how well the model fits (for a GAN, its reconstruction term);
@@ -44,6 +47,8 @@ class Method(nn.Module):
         self.frame_shape = tuple(int(s) for s in frame_shape)
         self.config = dict(config)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.grad_scalers: dict[str, torch.amp.GradScaler] = {}  # fp16 only: one per optimizer
+        self.loss_scaling_used = False  # set by optimize() when a GradScaler scaled an update
 
     @classmethod
     def resolve_config(cls, preset: str, overrides: Config | None = None) -> Config:
@@ -72,6 +77,38 @@ class Method(nn.Module):
     def training_step(self, clip: torch.Tensor) -> dict[str, float]:
         """One optimisation step on a ``(B, 20, C, H, W)`` clip in [0, 1]; returns the losses to log."""
         raise BenchError(f"method {self.name!r} is not trainable")
+
+    def use_precision(self, precision: str) -> None:
+        """Prepare :meth:`optimize` for ``precision``: ``fp16`` gets a GradScaler per optimizer on the
+        method's device (call it after moving the method); ``fp32`` and ``bf16`` need none."""
+        kind = self.device.type
+        self.grad_scalers = {name: torch.amp.GradScaler(kind) for name in self.optimizers} if precision == "fp16" else {}
+
+    def scaled(self, name: str, loss: torch.Tensor) -> torch.Tensor:
+        """``loss`` times the current loss scale of optimizer ``name`` (fp16); unchanged otherwise."""
+        scaler = self.grad_scalers.get(name)
+        return loss if scaler is None else scaler.scale(loss)
+
+    def optimize(self, name: str, loss, grads=None) -> None:
+        """One update of optimizer ``name``: zero its gradients, backpropagate, step.
+
+        ``loss`` is a scalar to minimise, or, with ``grads``, tensors that ``torch.autograd.backward``
+        takes with those gradients: compute them from losses passed through :meth:`scaled`, so that
+        they carry the loss scale. Under fp16 the step is the GradScaler's: gradients are unscaled
+        first, and a step whose gradients overflowed is skipped while the scale backs off."""
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        if grads is None:
+            self.scaled(name, loss).backward()
+        else:
+            torch.autograd.backward(loss, grads)
+        scaler = self.grad_scalers.get(name)
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+            scaler.update()
+            self.loss_scaling_used = True
 
     def optimizer_state_dict(self) -> dict[str, Any]:
         return {key: opt.state_dict() for key, opt in self.optimizers.items()}

@@ -1,6 +1,11 @@
 """The training loop: ``dataset.train_clips`` -> ``method.training_step``, checkpointed and resumable.
 
-* Batches are ``batch_size`` clips of 20 frames, converted to float [0, 1] on the device.
+* Batches are ``batch_size`` clips of 20 frames, converted to float [0, 1] on the device. They are
+  drawn in a background worker (:mod:`bench.batches`; ``data_workers``), the same clips as drawing
+  in-process; the time a step waits for its batch is reported (``Summary.data_seconds``).
+* ``precision`` (fp32, bf16, fp16) and ``compile`` are the speed-ups of :mod:`bench.speedups`; both
+  default to plain fp32 eager and are recorded in the checkpoint. A resumed run keeps the
+  checkpoint's precision unless told otherwise, and refuses another one (like a setting).
 * Every ``every`` steps and at the end, the checkpoint is saved (:mod:`bench.checkpoint`), keeping the
   newest ``keep`` snapshots (the authors: every 100 iterations, last 5 kept). Ctrl-C saves first.
 * Every ``log_every`` steps a row goes to the CSV beside the checkpoint: the step, the mean of each
@@ -32,7 +37,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,11 +49,13 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from . import distributed, storage
+from .batches import training_batches
 from .dataset import Dataset
 from .errors import BenchError
 from .method import Method
 from .registry import methods as method_registry
 from .runner import choose_device
+from .speedups import Speedups, compiled
 
 CLIP_LENGTH = 20
 say = functools.partial(click.echo, err=True)
@@ -73,6 +80,7 @@ class Summary:
     seconds: float
     batch_size: int
     last_losses: dict[str, float]
+    data_seconds: float = 0.0  # time the steps waited for their batches
 
     @property
     def steps_per_s(self) -> float:
@@ -86,9 +94,11 @@ class Summary:
         if self.step == self.start_step:
             return f"Already trained to step {self.step}: {self.checkpoint}"
         losses = ", ".join(f"{key} {value:.4g}" for key, value in self.last_losses.items())
+        waited = 100 * self.data_seconds / self.seconds if self.seconds > 0 else 0.0
         return (
             f"Trained steps {self.start_step}->{self.step} in {self.seconds:.1f} s: "
-            f"{self.steps_per_s:.3g} steps/s, {self.sequences_per_s:.3g} sequences/s ({losses}). "
+            f"{self.steps_per_s:.3g} steps/s, {self.sequences_per_s:.3g} sequences/s ({losses}), "
+            f"{waited:.1f}% of the time waiting for data. "
             f"Checkpoint: {self.checkpoint}; log: {ckpt.log_path(self.checkpoint)}"
         )
 
@@ -111,9 +121,14 @@ def train(
     progress: bool = True,
     echo: Callable[[str], Any] = say,
     on_save: Callable[[Path, int], Any] | None = None,
+    precision: str | None = None,
+    compile: bool = False,
+    data_workers: int = 1,
 ) -> Summary:
     """Train ``method_name`` (``preset`` with ``overrides``) on ``dataset`` up to ``steps`` (default:
     the preset's budget), resuming from its checkpoint under ``checkpoint_dir`` when there is one.
+    ``precision`` (default fp32, or the checkpoint's) and ``compile``: see :mod:`bench.speedups`;
+    ``data_workers``: background processes drawing the clips (0: in this process).
 
     ``on_save(checkpoint, step)`` runs after every periodic save (e.g. to evaluate the snapshot for a
     learning curve); its time is not counted as training time and the RNG states are restored after
@@ -140,6 +155,8 @@ def train(
         config = _config(cls, preset, explicit, previous, path)
         if config["batch_size"] % world.size:
             raise BenchError(f"--batch-size {config['batch_size']} is not divisible by the {world.size} processes")
+        speed = Speedups(_precision(precision, previous, path), compile)
+        speed.check(dev, world.size)
 
         _seed_everything(seed)
         method = cls(frame_shape, config)
@@ -156,9 +173,13 @@ def train(
         elif init_from:
             ckpt.load_weights(method, init_from)
             echo(f"Initialised {method_name} from the weights in {init_from}.")
+        method.use_precision(speed.precision)
+        for name, state in ((previous or {}).get("grad_scalers") or {}).items():
+            if name in method.grad_scalers and state:
+                method.grad_scalers[name].load_state_dict(state)
         if world.size > 1:
             distributed.replicate(method)
-        run = _Run(method, dataset, path, preset, seed, world, dev, start, previous, init_from)
+        run = _Run(method, dataset, path, preset, seed, world, dev, start, previous, init_from, speed, data_workers)
         return run.loop(config["steps"], config["batch_size"], every, keep, log_every, progress, echo, on_save)
     finally:
         held.close()
@@ -193,10 +214,12 @@ def trained_method(
     seed: int = 0,
     progress: bool = True,
     echo: Callable[[str], Any] = say,
+    precision: str | None = None,
+    compile: bool = False,
 ) -> Trained:
     """``method_name`` loaded from its checkpoint for ``dataset``; a missing or unfinished checkpoint
-    is first trained with the budget of ``preset`` and ``overrides`` (saying so), or refused when
-    ``train_missing`` is off."""
+    is first trained with the budget of ``preset`` and ``overrides`` (saying so), with ``precision``
+    and ``compile``, or refused when ``train_missing`` is off."""
     cls = method_registry.get(method_name)
     dev = device_for(device)
     frame_shape = tuple(dataset.frame_shape)
@@ -216,21 +239,23 @@ def trained_method(
             f"Checkpoint {path} {state}: training {method_name} ({preset}) on {dataset.name} "
             f"for {config['steps']} steps of batch {config['batch_size']} first."
         )
-        train(method_name, dataset, preset=preset, overrides=overrides, seed=seed,
-              checkpoint_dir=checkpoint_dir, device=dev, progress=progress, echo=echo)
+        train(method_name, dataset, preset=preset, overrides=overrides, seed=seed, checkpoint_dir=checkpoint_dir,
+              device=dev, progress=progress, echo=echo, precision=precision, compile=compile)
         found = ckpt.load(path, method=method_name, preset=preset, frame_shape=frame_shape)
     method = cls(frame_shape, found["config"])
     ckpt.restore(method, found, path, rng=False)
-    history = {key: found.get(key) for key in ("train_seconds", "sequences_per_s", "seed", "init_from")}
+    history = {key: found.get(key) for key in ("train_seconds", "sequences_per_s", "seed", "init_from", "compile")}
+    history["precision"] = found.get("precision", "fp32")
     return Trained(method.to(dev), path, ckpt.sha256(path), found["step"], history)
 
 
 class _Run:
     """One training session's state: the method, where it writes, and the loop."""
 
-    def __init__(self, method, dataset, path, preset, seed, world, device, start, previous, init_from):
+    def __init__(self, method, dataset, path, preset, seed, world, device, start, previous, init_from, speed, workers):
         self.method, self.dataset, self.path, self.preset = method, dataset, path, preset
         self.seed, self.world, self.device, self.start = seed, world, device, start
+        self.speed, self.workers, self.compiled = speed, workers, False
         self.seconds_before = float(previous.get("train_seconds", 0.0)) if previous else 0.0
         self.init_from = str(init_from) if init_from and previous is None else (previous or {}).get("init_from")
         self.step = start
@@ -240,17 +265,30 @@ class _Run:
         if self.start >= steps:
             return Summary(self.path, self.start, self.start, 0.0, batch_size, {})
         log = _Log(ckpt.log_path(self.path), self.start) if self.world.is_main else None
-        clips = self.dataset.train_clips(CLIP_LENGTH, _data_seed(self.seed, self.start))
+        batches = training_batches(
+            self.dataset, seed=_data_seed(self.seed, self.start), batch_size=batch_size, device=self.device,
+            frame_shape=self.method.frame_shape, length=CLIP_LENGTH, workers=self.workers,
+            rank=self.world.rank, processes=self.world.size,
+        )
+        training_step = self.method.training_step
+        if self.speed.compile:
+            training_step, self.compiled = compiled(training_step, self.device, echo)
         bar = tqdm(total=steps, initial=self.start, unit="step", dynamic_ncols=True,
                    disable=not (progress and self.world.is_main), desc=f"train {self.method.name}")
         self.method.train()
         began = interval_began = time.perf_counter()
         sums: dict[str, float] = {}
         count = 0
+        waited = 0.0
         with _terminate_as_interrupt():
             try:
                 for step in range(self.start + 1, steps + 1):
-                    losses = self.method.training_step(self._batch(clips, batch_size))
+                    tic = time.perf_counter()
+                    batch = next(batches)
+                    waited += time.perf_counter() - tic
+                    with self.speed.step_context(self.device):
+                        losses = training_step(batch)
+                    self._check_loss_scaling()
                     if self.world.size > 1:
                         losses = distributed.average(losses, self.device)
                     _check_finite(losses, self.method.name, step, self.path)
@@ -282,23 +320,18 @@ class _Run:
                     echo(f"Interrupted: saved step {self.step} to {self.path}.")
                 raise
             finally:
+                batches.close()  # stops the data workers
                 bar.close()
                 if log:
                     log.close()
-        return Summary(self.path, self.start, self.step, time.perf_counter() - began, batch_size, means)
+        return Summary(self.path, self.start, self.step, time.perf_counter() - began, batch_size, means, waited)
 
-    def _batch(self, clips: Iterator[np.ndarray], batch_size: int) -> torch.Tensor:
-        """This process's share of the next ``batch_size`` clips, as float [0, 1] on the device."""
-        share = batch_size // self.world.size
-        drawn = [next(clips) for _ in range(batch_size)]
-        mine = np.stack(drawn[self.world.rank * share : (self.world.rank + 1) * share])
-        expected = (share, CLIP_LENGTH, *self.method.frame_shape)
-        if mine.shape != expected or mine.dtype != np.uint8:
+    def _check_loss_scaling(self) -> None:
+        if self.method.grad_scalers and not self.method.loss_scaling_used:
             raise BenchError(
-                f"dataset {self.dataset.name!r} gave training clips {mine.dtype} {mine.shape[1:]}, "
-                f"expected uint8 {expected[1:]}"
+                f"method {self.method.name!r} does not update its optimizers through Method.optimize, so "
+                "--precision fp16 cannot scale its losses; use --precision bf16 or fp32"
             )
-        return torch.from_numpy(mine).to(self.device, non_blocking=True).float().div_(255)
 
     def _save(self, log, keep: int, session_seconds: float, batch_size: int) -> None:
         """Save the checkpoint; when its folder fails (full, read-only), keep it in a recovery folder."""
@@ -307,6 +340,8 @@ class _Run:
         checkpoint = ckpt.pack(
             self.method, preset=self.preset, dataset=self.dataset.name, step=self.step, seed=self.seed,
             init_from=self.init_from, world_size=self.world.size, device=str(self.device),
+            precision=self.speed.precision, compile=self.compiled,
+            grad_scalers={name: scaler.state_dict() for name, scaler in self.method.grad_scalers.items()},
             train_seconds=self.seconds_before + session_seconds,
             sequences_per_s=(self.step - self.start) * batch_size / session_seconds if session_seconds > 0 else 0.0,
         )
@@ -395,6 +430,17 @@ def _terminate_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _precision(asked: str | None, previous: dict | None, path: Path) -> str:
+    """The run's precision: as asked, else the checkpoint's, else fp32; one contradicting the checkpoint is refused."""
+    trained = (previous or {}).get("precision", "fp32")
+    if previous is not None and asked is not None and asked != trained:
+        raise BenchError(
+            f"checkpoint {path} was trained with --precision {trained}, not {asked}; drop --precision to "
+            "resume, or pass another --checkpoint-dir to start a new run"
+        )
+    return asked or trained
 
 
 def _seed_everything(seed: int) -> None:

@@ -274,10 +274,7 @@ class Mathieu(Method):
         loss = sum(F.binary_cross_entropy_with_logits(r, torch.ones_like(r))
                    + F.binary_cross_entropy_with_logits(f, torch.zeros_like(f))
                    for r, f in zip(real_logits, fake_logits))
-        optimizer = self.optimizers["discriminator"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        self.optimize("discriminator", loss)
         return {
             "discriminator": loss.item(),
             "d_real": torch.sigmoid(torch.stack(real_logits)).mean().item(),
@@ -290,13 +287,11 @@ class Mathieu(Method):
         image = cfg["lambda_lp"] * losses["reconstruction"] + cfg["lambda_gdl"] * losses["gradient"]
         adversarial = cfg["lambda_adv"] * losses["adversarial"]
         # Gradients of each part at the outputs Ŷ_k give the logged ratio; backpropagating their sum
-        # from the outputs equals total.backward() for G and leaves D's gradients untouched.
-        grad_image = torch.autograd.grad(image, outputs, retain_graph=True)
-        grad_adv = torch.autograd.grad(adversarial, outputs, retain_graph=True)
-        optimizer = self.optimizers["generator"]
-        optimizer.zero_grad(set_to_none=True)
-        torch.autograd.backward(outputs, [a + b for a, b in zip(grad_image, grad_adv)])
-        optimizer.step()
+        # from the outputs equals total.backward() for G and leaves D's gradients untouched. Both
+        # carry the fp16 loss scale (1 otherwise), which the ratio of their norms does not see.
+        grad_image = torch.autograd.grad(self.scaled("generator", image), outputs, retain_graph=True)
+        grad_adv = torch.autograd.grad(self.scaled("generator", adversarial), outputs, retain_graph=True)
+        self.optimize("generator", outputs, [a + b for a, b in zip(grad_image, grad_adv)])
         norm_image = torch.sqrt(sum(g.pow(2).sum() for g in grad_image))
         norm_adv = torch.sqrt(sum(g.pow(2).sum() for g in grad_adv))
         return {

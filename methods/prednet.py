@@ -231,9 +231,7 @@ class PredNet(Method):
             frames = clip
             outputs, _ = self.unroll(frames, frames.shape[1], extrap_start=config["extrap_start"])
             loss = 0.5 * (outputs[:, 1:] - frames[:, 1:]).abs().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        self.optimize("adam", loss)
         self.step_count += 1
         return {
             "stage": float(stage), "loss": loss.item(), "lr": lr,

@@ -259,12 +259,9 @@ class CompositeLSTM(Method):
         }
 
     def training_step(self, clip: torch.Tensor) -> dict[str, float]:
-        optimizer = self.optimizers["model"]
         terms = self.objective(clip)
         loss = terms["reconstruction"] + terms["future"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        self.optimize("model", loss)
         return {
             "loss": loss.item(), "reconstruction": terms["reconstruction"].item(), "future": terms["future"].item(),
             "pred_mean": terms["frames"].mean().item(), "target_mean": clip[:, CONTEXT:].mean().item(),

@@ -273,14 +273,14 @@ class MCnet(Method):
             prediction = self.generator(context, CONTEXT)
         if update_d:
             real, fake = self._discriminator_losses(context, future, prediction.detach())
-            self._step("discriminator", real + fake)
+            self.optimize("discriminator", real + fake)
         with torch.set_grad_enabled(update_g):  # the terms are logged even when G pauses
             reconstruction = F.mse_loss(prediction, future)
             gradient = gradient_difference_loss((prediction + 1) / 2, (future + 1) / 2)
             adversarial = self._bce(self.discriminator(torch.cat([context, prediction], dim=1)), 1.0)
         if update_g:
             alpha = float(self.config["alpha"])
-            self._step("generator", alpha * (reconstruction + gradient) + self.beta * adversarial)
+            self.optimize("generator", alpha * (reconstruction + gradient) + self.beta * adversarial)
         with torch.no_grad():  # re-evaluate D on the updated nets, as the original does, to switch
             real, fake = self._discriminator_losses(context, future, self.generator(context, CONTEXT))
         flags = next_flags(update_d, update_g, real.item(), fake.item(), float(self.config["margin"]))
@@ -301,12 +301,6 @@ class MCnet(Method):
     @staticmethod
     def _bce(logits: torch.Tensor, label: float) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, label))
-
-    def _step(self, name: str, loss: torch.Tensor) -> None:
-        optimizer = self.optimizers[name]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -9,6 +9,15 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """Tests skipped for want of a GPU (a skipif whose reason names CUDA) get the ``cuda`` marker, so
+    ``pytest -m cuda`` selects exactly them."""
+    for item in items:
+        if any("CUDA" in str(mark.kwargs.get("reason", "")) for mark in item.iter_markers("skipif")):
+            item.add_marker("cuda")
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     folder = SHARED_DATA / "mnist"

@@ -183,12 +183,13 @@ def test_sigkill_mid_run_then_resume(tmp_path):
 
 
 def test_sigterm_saves_the_steps_since_the_last_checkpoint(tmp_path):
-    settings = {"steps": 400, "every": 1000, "overrides": {"delay": 0.01}}  # no periodic checkpoint
+    stepping = tmp_path / "stepping"  # appears at the first step, once the data worker delivers
+    settings = {"steps": 400, "every": 1000, "overrides": {"delay": 0.01, "touch": str(stepping)}}  # no periodic checkpoint
     path = ckpt.checkpoint_path(DATASET, METHOD, "tiny", tmp_path)
     process = spawned(functools.partial(run_train, tmp_path, **settings))
     deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and process.is_alive() and not ckpt.log_path(path).exists():
-        time.sleep(0.02)  # the log appears when the training loop starts
+    while time.monotonic() < deadline and process.is_alive() and not stepping.exists():
+        time.sleep(0.02)
     time.sleep(1.0)
     os.kill(process.pid, signal.SIGTERM)
     process.join()

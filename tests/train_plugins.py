@@ -5,6 +5,7 @@ Importing this module registers ``train-test-net`` and ``train-test-squares``.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -61,10 +62,11 @@ def _square_clip(rng: np.random.Generator, length: int) -> np.ndarray:
 @register_method("train-test-net")
 class NextFrameNet(Method):
     """Predicts each frame from the previous two with two 3x3 convolutions; Adam on the L1 loss of
-    the 10 predicted frames (recursive, as at test time). ``delay`` sleeps per step (for kill tests)."""
+    the 10 predicted frames (recursive, as at test time). ``delay`` sleeps per step and a ``touch`` file
+    appears at the first step (for kill tests)."""
 
     presets = {
-        name: {"steps": 12, "batch_size": 4, "width": 4, "lr": 0.01, "delay": 0.0}
+        name: {"steps": 12, "batch_size": 4, "width": 4, "lr": 0.01, "delay": 0.0, "touch": ""}
         for name in ("paper", "small", "tiny")
     }
 
@@ -86,10 +88,9 @@ class NextFrameNet(Method):
     def training_step(self, clip):
         if self.config["delay"]:
             time.sleep(self.config["delay"])
-        optimizer = self.optimizers["adam"]
-        optimizer.zero_grad()
+        if self.config["touch"]:
+            Path(self.config["touch"]).touch()
         loss = (self.predict(clip[:, :10], 10) - clip[:, 10:]).abs().mean()
-        loss.backward()
-        optimizer.step()
+        self.optimize("adam", loss)
         return {"l1": loss.item()}
 

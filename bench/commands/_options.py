@@ -45,4 +45,13 @@ preset_option = click.option(
     "--preset", default=None,
     help="Method preset: paper, small or tiny (default: paper with a GPU, small without).",
 )
+precision_option = click.option(
+    "--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+    help="Training precision: autocast to bf16/fp16 (fp16 with loss scaling). Default: fp32, or the "
+         "checkpoint's when resuming.",
+)
+compile_option = click.option(
+    "--compile", "compile_step", is_flag=True,
+    help="Train through torch.compile (slow first steps; eager with a message where unavailable).",
+)
 device_option = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")

@@ -10,8 +10,8 @@ from ..errors import BenchError
 from ..grid import Cell, run_grid
 from ..runner import choose_preset
 from ._options import (
-    data_dir_option, dataset_options_option, device_option, method_settings_option, parse_pairs,
-    preset_option, split_names,
+    compile_option, data_dir_option, dataset_options_option, device_option, method_settings_option, parse_pairs,
+    precision_option, preset_option, split_names,
 )
 
 
@@ -20,6 +20,8 @@ from ._options import (
 @click.option("--dataset", "datasets", required=True, help="Dataset name (or several, comma-separated).")
 @preset_option
 @device_option
+@precision_option
+@compile_option
 @data_dir_option
 @dataset_options_option
 @method_settings_option
@@ -43,13 +45,14 @@ from ._options import (
               help="Run the cells on a Dask distributed cluster.")
 @click.option("--force", is_flag=True, help="Redo cells whose results already exist with the same settings.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def command(methods, datasets, preset, device, data_dir, dataset_options, method_settings, test_file,
+def command(methods, datasets, preset, device, precision, compile_step, data_dir, dataset_options, method_settings, test_file,
             test_stride, skip_bad, limit, batch_size, seed, results_dir, checkpoint_dir, no_train, jobs,
             threads, scheduler, force, quiet):
     """Evaluate METHODS on DATASET: 10 context frames in, 10 predicted, scored per step.
 
     Writes one folder per cell, results/<dataset>/<method>/ (steps.csv, sequences.npz, meta.json), and
-    results/summary.csv.
+    results/summary.csv. --precision and --compile apply to training missing checkpoints; evaluation
+    always runs in fp32.
     """
     preset, why = choose_preset(preset)
     click.echo(f"Using {why}.", err=True)
@@ -63,7 +66,7 @@ def command(methods, datasets, preset, device, data_dir, dataset_options, method
             method=method, dataset=dataset, preset=preset, data_dir=data_dir, dataset_options=options,
             method_options=settings[method], limit=limit, stride=test_stride, seed=seed,
             batch_size=batch_size, device=device, skip_bad=skip_bad, checkpoint_dir=checkpoint_dir,
-            train=not no_train, threads=threads,
+            train=not no_train, threads=threads, precision=precision, compile=compile_step,
         )
         for dataset in split_names(datasets)
         for method in names

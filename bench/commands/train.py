@@ -8,7 +8,8 @@ from ..distributed import world_from_env
 from ..runner import choose_preset
 from ..train import say, train
 from ._options import (
-    data_dir_option, dataset_options_option, device_option, method_settings_option, parse_pairs, preset_option,
+    compile_option, data_dir_option, dataset_options_option, device_option, method_settings_option, parse_pairs,
+    precision_option, preset_option,
 )
 
 
@@ -28,12 +29,18 @@ from ._options import (
 @click.option("--keep", type=click.IntRange(min=1), default=5, show_default=True, help="Step snapshots to keep.")
 @click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True, help="Steps per log row.")
 @device_option
+@precision_option
+@compile_option
+@click.option("--data-workers", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Background processes drawing the training clips (0: in the training process; more than 1 "
+                   "draws other, still repeatable, clips).")
 @data_dir_option
 @dataset_options_option
 @method_settings_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(method, dataset, preset, steps, batch_size, seed, checkpoint_dir, init_from, checkpoint_every, keep,
-            log_every, device, data_dir, dataset_options, method_settings, quiet):
+            log_every, device, precision, compile_step, data_workers, data_dir, dataset_options, method_settings,
+            quiet):
     """Train METHOD on DATASET up to --steps; resumes from the last checkpoint.
 
     Checkpoints: <checkpoint-dir>/<dataset>/<method>-<preset>.pt, with a CSV log beside them
@@ -47,7 +54,8 @@ def command(method, dataset, preset, steps, batch_size, seed, checkpoint_dir, in
     summary = train(
         method, data, preset=preset, overrides=parse_pairs(method_settings, "--set"), steps=steps,
         batch_size=batch_size, seed=seed, checkpoint_dir=checkpoint_dir, init_from=init_from, device=device,
-        every=checkpoint_every, keep=keep, log_every=log_every, progress=not quiet,
+        every=checkpoint_every, keep=keep, log_every=log_every, progress=not quiet, precision=precision,
+        compile=compile_step, data_workers=data_workers,
     )
     if main:
         click.echo(summary.describe())
