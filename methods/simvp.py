@@ -23,9 +23,10 @@ computed from the step count (the buffer ``step_count``), so it survives checkpo
 
 Presets: ``paper`` is the released code's Moving MNIST configuration (``hid_s`` 64, ``hid_t`` 256,
 ``n_s`` 4, ``n_t`` 8, 8 groups; the code's ``--groups 4`` option never reaches the model), lr 0.01,
-batch 16, 2,000 epochs of its 10,000 generated sequences (1,250,000 steps): 18,383,297 parameters
-(OpenSTL's re-implementation uses ``hid_t`` 512: 58.0M). ``small`` (``hid_s`` 16, ``hid_t`` 64,
-``n_t`` 4) trains on a 2-core CPU in about 40 minutes; ``tiny`` is for tests.
+batch 16, 2,000 epochs of its 10,000 generated sequences (1,250,000 steps): 15,778,433 parameters
+(OpenSTL's re-implementation uses ``hid_t`` 512: 57,761,409 here, its 58.0M with pixel-shuffle
+upsamplers). ``small`` (``hid_s`` 16, ``hid_t`` 64, ``n_t`` 4, batch 8: a batch of 16 costs three
+times as much on a CPU) trains on a 2-core CPU in about 40 minutes; ``tiny`` is for tests.
 
 ``predict`` takes the last 10 context frames (fewer are refused) and returns the first ``horizon``
 of the 10 predictions; a longer horizon is reached by feeding the newest 10 frames back in
