@@ -27,6 +27,9 @@ def test_parameter_counts_by_hand():
         paper = bench.get_method("predrnn", (1, 64, 64), preset="paper")
     cells = stlstm_params(16, 64, 5) + 3 * stlstm_params(64, 64, 5)  # 4x4 patches: 16 input channels
     assert count(paper) == cells + 64 * 16 == 6_051_584
+    with torch.device("meta"):
+        wide = bench.get_method("predrnn", (1, 64, 64), preset="paper", hidden=128)  # OpenSTL's: 23.8M
+    assert count(wide) == stlstm_params(16, 128, 5) + 3 * stlstm_params(128, 128, 5) + 128 * 16 == 23_842_304
     small = bench.get_method("predrnn", (1, 64, 64), preset="small")
     assert count(small) == stlstm_params(16, 32, 3) + 3 * stlstm_params(32, 32, 3) + 32 * 16
     with torch.device("meta"):
