@@ -18,7 +18,8 @@ own H and C from t-1, the spatiotemporal memory M handed to it) computes, with "
 top cell's M' goes to the bottom cell at the next time step; H and C stay in their layer. A 1x1
 convolution (no bias) of the top H is the next frame's patch tensor; the network runs 19 steps on a
 20-frame clip, step t predicting frame t+1. The loss is the MSE of all 19 predictions, as in the
-authors' code; Adam, lr 1e-3, batch 8, 80,000 iterations (the paper's Moving MNIST settings).
+authors' released code; Adam, lr 1e-3, batch 8, 80,000 iterations (the paper's Moving MNIST
+settings and the code's defaults; its Moving MNIST scripts pass lr 3e-4).
 
 **Scheduled sampling** (as the authors train): at the 9 steps that read a future frame (t = 10..18)
 each sequence gets the true frame with probability eta and its own previous prediction otherwise;
