@@ -26,8 +26,9 @@ map per channel would add 393,216 to the former.
 
 Presets: ``paper`` is that network with RMSProp (lr 1e-3, decay 0.9) at batch 16 for 100,000
 steps. ``small`` (``hidden`` 64-32-32, 3x3 kernels, 704,272 parameters) keeps the paper's
-optimiser at batch 8 for 6,000 steps: a step takes about 0.6 CPU-seconds on one thread (1.8 fRNN
-``small`` steps), so about 35 minutes on 2 cores. ``tiny`` is for tests.
+optimiser at batch 8 for 5,000 steps: a step costs about 0.6 CPU-seconds on one thread, 1.8 fRNN
+``small`` steps, which train at about 0.235 s on 2 cores (``benchmarks/curves``), so about 35
+minutes. ``tiny`` is for tests.
 
 Deviations and choices where the paper is silent:
 
@@ -79,7 +80,7 @@ class ConvLSTM(Method):
         "paper": {"hidden": [128, 64, 64], "kernel": 5, "patch": 4, "lr": 1e-3, "decay": 0.9,
                   "steps": 100_000, "batch_size": 16},
         "small": {"hidden": [64, 32, 32], "kernel": 3, "patch": 4, "lr": 1e-3, "decay": 0.9,
-                  "steps": 6000, "batch_size": 8},
+                  "steps": 5000, "batch_size": 8},
         "tiny": {"hidden": [16, 16], "kernel": 3, "patch": 4, "lr": 3e-3, "decay": 0.9,
                  "steps": 4, "batch_size": 2},
     }

@@ -25,15 +25,17 @@ settings and the code's defaults; its Moving MNIST scripts pass lr 3e-4).
 each sequence gets the true frame with probability eta and its own previous prediction otherwise;
 eta falls linearly from 1 to 0 over ``sampling_steps`` training steps (50,000 in the authors' code:
 1 - 2e-5 per iteration) and stays 0, so late training matches test time, where predictions are
-always fed back. The step count is a buffer (``step_count``), so eta survives checkpoints.
+always fed back. The step count is a buffer (``step_count``), so eta survives checkpoints (and
+restarts from 1 in a run initialised from other weights with ``--init-from``).
 
 Presets: ``paper`` is 4 layers x 64 channels, 5x5 kernels, 4x4 patches, as the authors' release
 for Moving MNIST: 6,051,584 parameters on 64x64 gray frames (with ``hidden`` 128, the authors'
 later script and OpenSTL's setting: 23,842,304 parameters and 116.0 G multiply-adds per 10 -> 10
 prediction, the 23.8M and 116.0G that OpenSTL reports). ``small`` (4 layers x 32, 3x3
-kernels, 567,168 parameters) trains 3,500 steps of batch 8 at the paper's lr, sampling down to 0
-over the first 2,000: a step takes about 1.0 CPU-seconds on one thread (3 fRNN ``small`` steps),
-so about 35 minutes on 2 cores. ``tiny`` is for tests.
+kernels, 567,168 parameters) trains 3,000 steps of batch 8 at the paper's lr, sampling down to 0
+over the first 1,875 (5/8 of the budget, as the authors' 50,000 of 80,000): a step costs about
+1.0 CPU-seconds on one thread, 3 fRNN ``small`` steps, which train at about 0.235 s on 2 cores
+(``benchmarks/curves``), so about 35 minutes. ``tiny`` is for tests.
 
 Deviations from the authors' code: no layer normalisation (the paper's equations have none; the
 code makes it optional); biases only where the paper's equations have them (the code's
@@ -85,11 +87,12 @@ class STLSTM(nn.Module):
 @register_method("predrnn")
 class PredRNN(Method):
     loss_key = "mse"
+    progress_buffers = ("step_count",)  # --init-from starts the sampling schedule anew
     presets = {
         "paper": {"layers": 4, "hidden": 64, "kernel": 5, "patch": 4, "lr": 1e-3,
                   "sampling_steps": 50_000, "steps": 80_000, "batch_size": 8},
         "small": {"layers": 4, "hidden": 32, "kernel": 3, "patch": 4, "lr": 1e-3,
-                  "sampling_steps": 2000, "steps": 3500, "batch_size": 8},
+                  "sampling_steps": 1875, "steps": 3000, "batch_size": 8},
         "tiny": {"layers": 2, "hidden": 16, "kernel": 3, "patch": 4, "lr": 3e-3,
                  "sampling_steps": 100, "steps": 4, "batch_size": 2},
     }

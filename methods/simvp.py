@@ -19,16 +19,17 @@ A purely convolutional model that maps the 10 context frames to the 10 future fr
 Training: MSE of the 10 predicted frames in [0, 1], Adam whose learning rate follows a one-cycle
 schedule over ``steps`` (PyTorch's ``OneCycleLR`` defaults, as the authors use it: 30% cosine
 warm-up from lr/25 to ``lr``, cosine decay to lr/25e4, beta1 cycling 0.95 -> 0.85 -> 0.95),
-computed from the step count (the buffer ``step_count``), so it survives checkpoints.
+computed from the step count (the buffer ``step_count``), so it survives checkpoints (and starts
+over in a run initialised from other weights with ``--init-from``).
 
 Presets: ``paper`` is the released code's Moving MNIST configuration (``hid_s`` 64, ``hid_t`` 256,
 ``n_s`` 4, ``n_t`` 8, 8 groups; the code's ``--groups 4`` option never reaches the model), lr 0.01,
 batch 16, 2,000 epochs of its 10,000 generated sequences (1,250,000 steps): 15,778,433 parameters
 (OpenSTL's re-implementation uses ``hid_t`` 512: 57,761,409 here, its 58.0M with pixel-shuffle
-upsamplers). ``small`` (``hid_s`` 16, ``hid_t`` 64, ``n_t`` 4, 548,257 parameters) trains 6,000
+upsamplers). ``small`` (``hid_s`` 16, ``hid_t`` 64, ``n_t`` 4, 548,257 parameters) trains 5,000
 steps of batch 8 (a batch of 16 costs three times as much on a CPU) with the same one-cycle peak
-lr: a step takes about 0.6 CPU-seconds on one thread (1.8 fRNN ``small`` steps), so about 35
-minutes on 2 cores. ``tiny`` is for tests.
+lr: a step costs about 0.6 CPU-seconds on one thread, 1.8 fRNN ``small`` steps, which train at
+about 0.235 s on 2 cores (``benchmarks/curves``), so about 35 minutes. ``tiny`` is for tests.
 
 ``predict`` takes the last 10 context frames (fewer are refused) and returns the first ``horizon``
 of the 10 predictions; a longer horizon is reached by feeding the newest 10 frames back in
@@ -118,11 +119,12 @@ class Translator(nn.Module):
 @register_method("simvp")
 class SimVP(Method):
     loss_key = "mse"
+    progress_buffers = ("step_count",)  # --init-from starts the one-cycle schedule anew
     presets = {
         "paper": {"hid_s": 64, "hid_t": 256, "n_s": 4, "n_t": 8, "groups": 8, "lr": 0.01,
                   "steps": 1_250_000, "batch_size": 16},
         "small": {"hid_s": 16, "hid_t": 64, "n_s": 4, "n_t": 4, "groups": 8, "lr": 0.01,
-                  "steps": 6000, "batch_size": 8},
+                  "steps": 5000, "batch_size": 8},
         "tiny": {"hid_s": 8, "hid_t": 32, "n_s": 2, "n_t": 2, "groups": 4, "lr": 0.01,
                  "steps": 4, "batch_size": 2},
     }

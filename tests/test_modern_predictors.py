@@ -10,6 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from method_helpers import SHAPES, frames, seeded
+from bench import checkpoint as ckpt
 from bench.cli import main
 from bench.errors import BenchError
 
@@ -45,6 +46,20 @@ def test_frames_of_the_wrong_shape_or_length_are_refused_by_name(name, context, 
         model.predict(torch.rand(2, 10, 1, 32, 32), 0)
     with pytest.raises(BenchError, match=rf"^{name}: a training clip must be \(B, T>={clip}, 1, 32, 32\)"):
         model.training_step(torch.rand(2, clip - 1, 1, 32, 32))
+
+
+@pytest.mark.parametrize("name", ["predrnn", "simvp"])
+def test_init_from_keeps_the_weights_but_restarts_the_schedule(name, tmp_path):
+    source = seeded(name, (1, 32, 32))
+    clip = frames(length=20, shape=(1, 32, 32))
+    for _ in range(2):
+        source.training_step(clip)
+    path = tmp_path / "source.pt"
+    ckpt.save(path, ckpt.pack(source, preset="tiny", dataset="d", step=2, seed=0))
+    fresh = seeded(name, (1, 32, 32), seed=1)
+    ckpt.load_weights(fresh, path)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), source.parameters()))
+    assert source.step_count.item() == 2 and fresh.step_count.item() == 0
 
 
 def test_list_shows_the_modern_predictors_beside_the_papers_methods():
