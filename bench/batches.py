@@ -14,11 +14,15 @@ memory and are copied to the GPU without blocking, then converted to float [0, 1
   ``P`` takes clips ``r*B/P .. (r+1)*B/P`` of each batch of ``B``).
 * The global RNGs are untouched (the loader's own seed comes from a private generator), so a
   method that draws random numbers while training sees the same ones as without the loader.
+* Workers start with the platform's standard method (fork on Linux), named explicitly: inside a
+  joblib/loky worker (``bench run --jobs``) the inherited default would be loky's, which the
+  ``DataLoader`` cannot start.
 * A dataset's :class:`BenchError` raised in a worker reaches the caller as the same one-sentence
   error, not as a worker traceback.
 """
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator
 
 import numpy as np
@@ -76,6 +80,7 @@ def training_batches(
         ClipBatches(dataset, length, seed, batch_size, rank, processes), batch_size=None, num_workers=workers,
         pin_memory=device.type == "cuda", prefetch_factor=PREFETCH if workers else None,
         generator=torch.Generator().manual_seed(seed),
+        multiprocessing_context=multiprocessing.get_context(multiprocessing.get_all_start_methods()[0]) if workers else None,
     )
     expected = (batch_size // processes, length, *frame_shape)
     for item in loader:

@@ -5,6 +5,9 @@ import os
 from pathlib import Path
 
 
+PACKAGE_DATA = Path(__file__).parent / "data"  # data shipped inside the package (e.g. the MNIST test digits)
+
+
 def cache_dir() -> Path:
     """``$BENCH_CACHE_DIR``, else ``~/.cache/vpbench``: downloads and decoded-frame caches."""
     return Path(os.environ.get("BENCH_CACHE_DIR") or Path.home() / ".cache" / "vpbench")

@@ -19,8 +19,11 @@ are combined with a pixel-wise max.
   contiguous halves would bias the test set; odd and even indices both match the whole set.
 
 Raw files (``train-images-idx3-ubyte`` and ``t10k-images-idx3-ubyte``, gzipped or not) are read from
-the data folder and checked against the MD5 of their decompressed content. Without ``--data-dir`` or
-``$BENCH_DATA_DIR``, missing files are downloaded into the cache from public mirrors when online.
+the data folder and checked against the MD5 of their decompressed content. The test digits also ship
+inside the package (``bench/data/mnist``, with their provenance and licence), used when the data
+folder lacks them, so Moving MNIST needs no data folder and no network. Without ``--data-dir`` or
+``$BENCH_DATA_DIR``, missing training digits are downloaded into the cache from public mirrors when
+online.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ import numpy as np
 
 from bench.dataset import ClipSet, Dataset
 from bench.errors import BenchError
+from bench.paths import PACKAGE_DATA
 from bench.registry import register_dataset
 
 SIZE, DIGIT, STEP = 64, 28, 0.1
@@ -44,6 +48,7 @@ FILES = {  # name -> MD5 of the decompressed IDX content
     "train": ("train-images-idx3-ubyte", "6bbc9ace898e44ae57da46a324031adb"),
     "test": ("t10k-images-idx3-ubyte", "2646ac647ad5339dbf082846283269ea"),
 }
+EMBEDDED_DIR = PACKAGE_DATA / "mnist"
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -192,34 +197,37 @@ class MovingMNIST(Dataset):
         return None
 
     def _images(self, kind: str) -> np.ndarray | None:
+        """The MNIST images of ``kind`` from the data folder; missing there, the test digits come from the
+        copy inside the package and the training digits are downloaded into the default folder when
+        online (``None`` when they cannot be had)."""
         path = self._path(kind)
-        if path is None and self.data_dir == self.download_dir:
+        if path is None and kind == "test":
+            path = EMBEDDED_DIR / f"{FILES['test'][0]}.gz"
+        elif path is None and self.data_dir == self.download_dir:
             path = self._download(kind)
         return None if path is None else read_idx_images(path, FILES[kind][1])
 
-    def _digit_pools(self) -> tuple[np.ndarray, np.ndarray, str]:
-        if not hasattr(self, "_pools"):
-            test = self._images("test")
-            if test is None:
-                raise BenchError(
-                    f"MNIST test images not found in {self.data_dir}: put t10k-images-idx3-ubyte.gz (and "
-                    "train-images-idx3-ubyte.gz for training) there, or run without --data-dir while online "
-                    "to download them"
-                )
-            train = self._images("train")
-            if train is None:
-                warnings.warn(
-                    f"MNIST training images not found in {self.data_dir}: training uses the even-indexed test "
-                    "images (the test set always uses the odd-indexed ones, so the digits are disjoint)",
-                    stacklevel=2,
-                )
-                self._pools = (test[0::2], test[1::2], "train: mnist-test[0::2]; test: mnist-test[1::2]")
-            else:
-                self._pools = (train, test[1::2], "train: mnist-train; test: mnist-test[1::2]")
-        return self._pools
+    def _test_pool(self) -> np.ndarray:
+        """The odd-indexed MNIST test digits, the test set's pool whether or not training digits exist."""
+        if not hasattr(self, "_test_digits"):
+            self._test_digits = self._images("test")[1::2]
+        return self._test_digits
+
+    def _train_pool(self) -> np.ndarray:
+        """The MNIST training digits, else (with a warning) the even-indexed test digits. Loaded only
+        when training, so evaluation never downloads or warns."""
+        train = self._images("train")
+        if train is not None:
+            return train
+        warnings.warn(
+            f"MNIST training images not found in {self.data_dir}: training uses the even-indexed test "
+            "images (the test set always uses the odd-indexed ones, so the digits are disjoint)",
+            stacklevel=2,
+        )
+        return self._images("test")[0::2]
 
     def train_clips(self, length: int, seed: int) -> Iterator[np.ndarray]:
-        pool = self._digit_pools()[0]
+        pool = self._train_pool()
         rng = np.random.default_rng(seed)
         order, cursor, chunk = rng.permutation(len(pool)), 0, 64
         while True:
@@ -238,7 +246,7 @@ class MovingMNIST(Dataset):
             return FileTestSet(Path(self.settings["test_file"]), length)
         if self.settings["test_size"] < 1:
             raise BenchError(f"mmnist: test_size must be positive, got {self.settings['test_size']}")
-        return GeneratedTestSet(self._digit_pools()[1], self.settings["test_size"], length)
+        return GeneratedTestSet(self._test_pool(), self.settings["test_size"], length)
 
     def verify(self, echo, jobs: int = 1) -> str | None:
         """The MNIST image files the generator draws digits from, checked against their MD5s."""
@@ -247,10 +255,11 @@ class MovingMNIST(Dataset):
         problems = []
         for kind, (stem, md5) in FILES.items():
             path = self._path(kind)
-            if path is None:
-                note = "; training then uses the even-indexed test digits" if kind == "train" else ""
-                echo(f"  {kind}: {stem} is missing{note}")
-                problems += [stem] if kind == "test" else []
+            if path is None and kind == "test":
+                path = EMBEDDED_DIR / f"{stem}.gz"
+                echo(f"  {kind}: {stem} is missing here; the copy shipped in the package ({path}) is used")
+            elif path is None:
+                echo(f"  {kind}: {stem} is missing; training then uses the even-indexed test digits")
                 continue
             try:
                 images = read_idx_images(path, md5)
@@ -267,7 +276,7 @@ class MovingMNIST(Dataset):
         params = super().params()
         if params["test_file"] is None:
             params.pop("test_file")
-            params.update(test_seed=TEST_SEED, digits=self._digit_pools()[2])
+            params.update(test_seed=TEST_SEED, test_digits="mnist-test[1::2]")
         else:
             params.pop("test_size")
         params["generator"] = "Srivastava: 2 digits, step 0.1 of 36 px, clamp-and-reflect, max-combined"

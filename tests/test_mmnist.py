@@ -110,16 +110,21 @@ def test_training_stream_is_seeded_and_uses_other_digits(mmnist):
     other = next(mmnist.train_clips(20, seed=4))
     np.testing.assert_array_equal(np.stack(first), np.stack(second))
     assert not np.array_equal(first[0], other) and first[0].shape == (20, 1, 64, 64)
-    train_pool, test_pool, note = mmnist._digit_pools()
+    with pytest.warns(UserWarning, match="even-indexed test images"):
+        train_pool = mmnist._train_pool()
+    test_pool = mmnist._test_pool()
     assert len(train_pool) == len(test_pool) == 5000
     assert not np.shares_memory(train_pool, test_pool)
-    assert "mnist-test[0::2]" in mmnist.params()["digits"]
+    assert mmnist.params()["test_digits"] == "mnist-test[1::2]"
 
 
-def test_missing_training_images_warn(mnist_dir):
+def test_missing_training_images_warn_when_training_only(mnist_dir):
     data = bench.get_dataset("mmnist", data_dir=mnist_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data.test_clips(20)  # evaluation needs no training digits: no warning
     with pytest.warns(UserWarning, match="even-indexed test images"):
-        data.test_clips(20)
+        next(data.train_clips(20, seed=0))
 
 
 def test_test_file_is_transposed_from_time_major(tmp_path):
@@ -134,10 +139,15 @@ def test_test_file_is_transposed_from_time_major(tmp_path):
         bench.get_dataset("mmnist", data_dir=tmp_path, test_file=tmp_path / "wrong.npy").test_clips(20)
 
 
-def test_missing_files_say_where_to_put_them(tmp_path):
-    data = bench.get_dataset("mmnist", data_dir=tmp_path)
-    with pytest.raises(BenchError, match=f"not found in {tmp_path}.*t10k-images-idx3-ubyte.gz"):
-        data.test_clips(20)
+def test_shipped_test_digits_need_no_data_folder(tmp_path, monkeypatch):
+    """An empty data folder and no cache: the test set comes from the digits inside the package."""
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("BENCH_DATA_DIR", raising=False)
+    monkeypatch.setattr(mm.urllib.request, "urlopen", _forbidden)
+    shipped = bench.get_dataset("mmnist", data_dir=tmp_path).test_clips(20).batch([0, 1])
+    default = bench.get_dataset("mmnist").test_clips(20).batch([0, 1])
+    np.testing.assert_array_equal(shipped, default)
+    assert shipped.shape == (2, 20, 1, 64, 64) and shipped.max() == 255
 
 
 def test_stride_does_not_apply(mmnist):
@@ -150,10 +160,11 @@ def test_unknown_option_is_named(mnist_dir):
         bench.get_dataset("mmnist", data_dir=mnist_dir, splitt=1)
 
 
-def test_no_download_into_a_given_folder(tmp_path, monkeypatch):
-    def forbidden(*args, **kwargs):
-        raise AssertionError("tried to download")
+def _forbidden(*args, **kwargs):
+    raise AssertionError("tried to download")
 
-    monkeypatch.setattr(mm.urllib.request, "urlopen", forbidden)
-    with warnings.catch_warnings(), pytest.raises(BenchError):
-        bench.get_dataset("mmnist", data_dir=tmp_path).test_clips(20)
+
+def test_no_download_into_a_given_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(mm.urllib.request, "urlopen", _forbidden)
+    with pytest.warns(UserWarning, match="even-indexed"):
+        next(bench.get_dataset("mmnist", data_dir=tmp_path).train_clips(20, seed=0))
