@@ -52,11 +52,15 @@ class Cell:
     # Training options (bench.speedups); not part of the request: the weights' metadata records them.
     precision: str | None = None
     compile: bool = False
+    retrain: bool = False  # never the shipped weights: the user's own checkpoint, trained if missing
 
     def request(self) -> dict[str, Any]:
         """What determines this cell's numbers (stored in its metadata; equal requests are skipped)."""
         keys = ("method", "dataset", "preset", "dataset_options", "method_options", "limit", "stride", "seed")
-        return json.loads(json.dumps({key: getattr(self, key) for key in keys}, default=str))
+        request = {key: getattr(self, key) for key in keys}
+        if self.retrain:  # other weights than a default run's
+            request["retrain"] = True
+        return json.loads(json.dumps(request, default=str))
 
     def label(self) -> str:
         return f"{self.method}/{self.preset} on {self.dataset}"
@@ -72,7 +76,7 @@ def load_cell(cell: Cell, progress: bool | int = True):
     trained = trained_method(
         cell.method, dataset, cell.preset, overrides=cell.method_options, device=cell.device,
         checkpoint_dir=cell.checkpoint_dir, train_missing=cell.train, seed=cell.seed, progress=progress is not False,
-        precision=cell.precision, compile=cell.compile,
+        precision=cell.precision, compile=cell.compile, retrain=cell.retrain,
     )
     return dataset, trained.method, trained.metadata()
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
+import json
 import math
 import os
 import random
@@ -48,7 +49,7 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from . import distributed, storage
+from . import distributed, storage, weights
 from .batches import training_batches
 from .dataset import Dataset
 from .errors import BenchError
@@ -188,18 +189,19 @@ def train(
 
 @dataclass
 class Trained:
-    """A method ready to evaluate, and the checkpoint it came from (``None`` if untrainable)."""
+    """A method ready to evaluate, and the weights it came from (none for an untrainable method)."""
 
     method: Method
     checkpoint: Path | None = None
     sha256: str | None = None
     step: int | None = None
-    history: dict[str, Any] | None = None  # training seconds, sequences/s, seed, init_from
+    history: dict[str, Any] | None = None  # training seconds, sequences/s, seed, init_from (shipped: its manifest entry)
+    source: str | None = None  # "checkpoint" (the user's own) or "shipped"
 
     def metadata(self) -> dict[str, Any]:
         """What a result's metadata records about these weights."""
-        return {"checkpoint": str(self.checkpoint) if self.checkpoint else None, "checkpoint_sha256": self.sha256,
-                "trained_steps": self.step, "training": self.history}
+        return {"weights": self.source, "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+                "checkpoint_sha256": self.sha256, "trained_steps": self.step, "training": self.history}
 
 
 def trained_method(
@@ -216,10 +218,13 @@ def trained_method(
     echo: Callable[[str], Any] = say,
     precision: str | None = None,
     compile: bool = False,
+    retrain: bool = False,
 ) -> Trained:
-    """``method_name`` loaded from its checkpoint for ``dataset``; a missing or unfinished checkpoint
-    is first trained with the budget of ``preset`` and ``overrides`` (saying so), with ``precision``
-    and ``compile``, or refused when ``train_missing`` is off."""
+    """``method_name`` with trained weights for ``dataset``, from the first of: the user's checkpoint
+    under ``checkpoint_dir`` (an unfinished one is trained on), the weights shipped in the package for
+    the same preset and settings (saying so; skipped with ``retrain``), or a new training run with the
+    budget of ``preset`` and ``overrides`` (saying so), with ``precision`` and ``compile``; training is
+    refused when ``train_missing`` is off."""
     cls = method_registry.get(method_name)
     dev = device_for(device)
     frame_shape = tuple(dataset.frame_shape)
@@ -227,6 +232,11 @@ def trained_method(
         return Trained(cls(frame_shape, cls.resolve_config(preset, overrides)).to(dev))
     path = ckpt.checkpoint_path(dataset.name, method_name, preset, checkpoint_dir)
     found = ckpt.load(path, method=method_name, preset=preset, frame_shape=frame_shape) if path.exists() else None
+    if found is None and not retrain:
+        shipped = _shipped(cls, dataset, preset, overrides, echo)
+        if shipped is not None:
+            shipped.method.to(dev)
+            return shipped
     config = _config(cls, preset, dict(overrides or {}), found, path)
     if found is None or found["step"] < config["steps"]:
         state = "is missing" if found is None else f"is at step {found['step']} of {config['steps']}"
@@ -246,7 +256,24 @@ def trained_method(
     ckpt.restore(method, found, path, rng=False)
     history = {key: found.get(key) for key in ("train_seconds", "sequences_per_s", "seed", "init_from", "compile")}
     history["precision"] = found.get("precision", "fp32")
-    return Trained(method.to(dev), path, ckpt.sha256(path), found["step"], history)
+    return Trained(method.to(dev), path, ckpt.sha256(path), found["step"], history, "checkpoint")
+
+
+def _shipped(cls: type[Method], dataset: Dataset, preset: str, overrides: dict[str, Any] | None,
+             echo: Callable[[str], Any]) -> Trained | None:
+    """The method with the package's shipped weights for this dataset, preset and settings, if any."""
+    entry = weights.find(cls.name, preset, dataset.name, dataset.frame_shape)
+    if entry is None:
+        return None
+    payload = weights.load(entry)  # refuses a file whose SHA-256 differs from the manifest's
+    config = cls.resolve_config(preset, overrides)
+    if json.dumps(payload["config"], sort_keys=True, default=str) != json.dumps(config, sort_keys=True, default=str):
+        return None  # other settings (--set): these weights do not apply
+    method = cls(tuple(dataset.frame_shape), payload["config"])
+    weights.fit(method, payload, entry)
+    echo(f"Using the {entry.describe()}; pass --retrain to train your own.")
+    history = {key: getattr(entry, key) for key in ("train_minutes", "seed", "commit", "command", "dtype")}
+    return Trained(method, entry.path(), entry.sha256, entry.steps, history, "shipped")
 
 
 class _Run:

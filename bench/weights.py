@@ -91,9 +91,13 @@ def load(entry: Entry, root: Path = SHIPPED_DIR) -> dict[str, Any]:
 
 def restore(method: torch.nn.Module, entry: Entry, root: Path = SHIPPED_DIR) -> None:
     """Load the verified weights of ``entry`` into ``method`` (cast to its dtype)."""
-    state = load(entry, root)["model"]
+    fit(method, load(entry, root), entry, root)
+
+
+def fit(method: torch.nn.Module, payload: dict[str, Any], entry: Entry, root: Path = SHIPPED_DIR) -> None:
+    """Load a shipped file's ``payload`` (from :func:`load`) into ``method``, or say why it does not fit."""
     try:
-        method.load_state_dict(state)
+        method.load_state_dict(payload["model"])
     except RuntimeError as error:
         raise BenchError(f"shipped weights {entry.path(root)} do not fit method {entry.method!r}: "
                          f"{misfit(error)}") from None
@@ -108,8 +112,8 @@ def export(checkpoint: dict[str, Any], *, dtype: torch.dtype, command: str, comm
     relative = f"{checkpoint['dataset']}/{checkpoint['method']}-{checkpoint['preset']}.pt"
     path = root / relative
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, **{key: checkpoint[key] for key in ("method", "preset", "dataset", "frame_shape",
-                                                                        "config", "step")}, "model": model}
+    payload = {"format": FORMAT, **{key: checkpoint[key] for key in ("method", "preset", "dataset", "frame_shape", "step")},
+               "config": {**checkpoint["config"], "steps": int(checkpoint["step"])}, "model": model}
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)

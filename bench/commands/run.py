@@ -37,6 +37,8 @@ from ._options import (
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
               help="Where checkpoints live (default: checkpoints/).")
 @click.option("--no-train", is_flag=True, help="Refuse to train a missing checkpoint instead of training it.")
+@click.option("--retrain", is_flag=True,
+              help="Do not use the weights shipped with vpbench: use or train your own checkpoint.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run (method, dataset) cells in N parallel processes.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
@@ -46,7 +48,7 @@ from ._options import (
 @click.option("--force", is_flag=True, help="Redo cells whose results already exist with the same settings.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(methods, datasets, preset, device, precision, compile_step, data_dir, dataset_options, method_settings, test_file,
-            test_stride, skip_bad, limit, batch_size, seed, results_dir, checkpoint_dir, no_train, jobs,
+            test_stride, skip_bad, limit, batch_size, seed, results_dir, checkpoint_dir, no_train, retrain, jobs,
             threads, scheduler, force, quiet):
     """Evaluate METHODS on DATASET: 10 context frames in, 10 predicted, scored per step.
 
@@ -66,7 +68,7 @@ def command(methods, datasets, preset, device, precision, compile_step, data_dir
             method=method, dataset=dataset, preset=preset, data_dir=data_dir, dataset_options=options,
             method_options=settings[method], limit=limit, stride=test_stride, seed=seed,
             batch_size=batch_size, device=device, skip_bad=skip_bad, checkpoint_dir=checkpoint_dir,
-            train=not no_train, threads=threads, precision=precision, compile=compile_step,
+            train=not no_train, retrain=retrain, threads=threads, precision=precision, compile=compile_step,
         )
         for dataset in split_names(datasets)
         for method in names
