@@ -5,7 +5,10 @@ its holder exits in any way (``kill -9`` included), so a lock is never stale, an
 place: deleting one that another process has open would let a third process lock a new file of the
 same name. The holder writes its pid, host, start time and command into the file, so a process that is
 refused can name it. Within one process a lock is re-entrant (held locks are counted), so code that
-holds a checkpoint's lock may call code that takes it again.
+holds a checkpoint's lock may call code that takes it again. A forked child (e.g. a ``DataLoader``
+worker of a training run) closes its copies of the held lock files at once: it never holds its parent's
+locks, so a trainer killed with ``kill -9`` frees its checkpoint at once, even while its data workers
+are still winding down.
 
 Platforms: Linux and macOS have ``flock``; on a network file system it works where the server supports
 locks (Linux NFS clients map it to byte-range locks); where a file system refuses locks, a warning
@@ -34,6 +37,21 @@ except ImportError:  # Windows
     fcntl = None
 
 _held: dict[str, int] = {}  # lock file -> how many times this process holds it
+_open: dict[str, int] = {}  # lock file -> the descriptor holding its lock in this process
+
+
+def _forget_in_child() -> None:
+    """After ``fork``, in the child: close the inherited lock descriptors (closing one of several
+    descriptors of a ``flock`` leaves the lock with the others, i.e. with the parent)."""
+    for fd in _open.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _open.clear()
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def lock_file(path: Path) -> Path:
@@ -74,11 +92,11 @@ def exclusive(path: str | os.PathLike, what: str, advice: str, wait: bool = Fals
                           f"writing {what} at the same time", stacklevel=3)
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(_me()).encode() + b"\n", 0)
-        _held[key] = 1
+        _held[key], _open[key] = 1, fd
         try:
             yield
         finally:
-            del _held[key]
+            del _held[key], _open[key]
             os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # releases the lock

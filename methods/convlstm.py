@@ -142,10 +142,7 @@ class ConvLSTM(Method):
         target = clip[:, CONTEXT:]
         logits = self.forecast_logits(clip[:, :CONTEXT], target.shape[1])
         loss = F.binary_cross_entropy_with_logits(logits, target)
-        optimizer = self.optimizers["rmsprop"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        self.optimize("rmsprop", loss)
         with torch.no_grad():
             prediction = torch.sigmoid(logits)
             mse = (prediction - target).pow(2).mean().item()

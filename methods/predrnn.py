@@ -166,10 +166,7 @@ class PredRNN(Method):
         true_input = (torch.rand(clip.shape[0], steps - CONTEXT, device=clip.device) < eta).to(clip.dtype)
         prediction = self.rollout(clip, steps, CONTEXT, true_input)
         loss = F.mse_loss(prediction, clip[:, 1:])
-        optimizer = self.optimizers["adam"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        self.optimize("adam", loss)
         self.step_count += 1
         future = prediction.detach()[:, CONTEXT - 1:]
         return {"mse": loss.item(), "mse_future": F.mse_loss(future, clip[:, CONTEXT:]).item(), "eta": eta,

@@ -190,9 +190,7 @@ class SimVP(Method):
         target = clip[:, FRAMES:2 * FRAMES]
         prediction = self(clip[:, :FRAMES])
         loss = F.mse_loss(prediction, target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        self.optimize("adam", loss)
         self.step_count += 1
         return {"mse": loss.item(), "lr": lr, "pred_mean": prediction.detach().mean().item(),
                 "target_mean": target.mean().item()}

@@ -69,7 +69,7 @@ def test_run_baseline_writes_every_result_file(mnist_dir, tmp_path):
     meta = json.loads((out / "mmnist" / "baseline" / "meta.json").read_text())
     assert meta["method"] == "baseline" and meta["test"]["n_sequences"] == 200
     assert "population variances" in meta["conventions"]["dssim"]
-    assert meta["dataset"]["digits"].startswith("train: mnist-test[0::2]")
+    assert meta["dataset"]["test_digits"] == "mnist-test[1::2]"
     summary = read_summary(out / "summary.csv")[("mmnist", "baseline")]
     assert float(summary["mse"]) == pytest.approx(np.mean([float(r["mse"]) for r in rows]))
     # A second identical run is skipped; --force redoes it.
@@ -116,12 +116,13 @@ def test_bad_input_is_one_clear_sentence(mnist_dir, tmp_path, args, message):
     assert "Traceback" not in result.output
 
 
-def test_missing_mnist_says_where_to_put_it(tmp_path):
-    result = CliRunner().invoke(main, ["run", "--methods", "baseline", "--dataset", "mmnist", "--data-dir",
-                                       str(tmp_path), "--results-dir", str(tmp_path / "r")])
-    assert result.exit_code == 1
-    assert f"MNIST test images not found in {tmp_path}" in result.output
-    assert "t10k-images-idx3-ubyte.gz" in result.output
+def test_an_empty_data_folder_uses_the_shipped_test_digits(mnist_dir, tmp_path):
+    shipped = CliRunner().invoke(main, ["run", "--methods", "baseline", "--dataset", "mmnist", "--data-dir",
+                                        str(tmp_path), "--limit", "20", "--results-dir", str(tmp_path / "a")])
+    given = CliRunner().invoke(main, ["run", "--methods", "baseline", "--dataset", "mmnist", "--data-dir",
+                                      str(mnist_dir), "--limit", "20", "--results-dir", str(tmp_path / "b")])
+    assert shipped.exit_code == given.exit_code == 0, shipped.output + given.output
+    assert (tmp_path / "a/mmnist/baseline/steps.csv").read_text() == (tmp_path / "b/mmnist/baseline/steps.csv").read_text()
 
 
 def test_corrupt_mnist_file_is_named(mnist_dir, tmp_path):

@@ -27,10 +27,11 @@ def test_threads_change_nothing_in_the_results(mnist_dir, tmp_path):
                                            str(mnist_dir), "--limit", "40", "--batch-size", "16", "--threads",
                                            threads, "--results-dir", str(out), "--quiet"])
         assert result.exit_code == 0, result.output
-        meta = json.loads((out / "mmnist" / "baseline.json").read_text())
+        cell = out / "mmnist" / "baseline"
+        meta = json.loads((cell / "meta.json").read_text())
         assert meta["device"]["threads"] == int(threads) and meta["device"]["predict_threads"] == 1
-        with np.load(out / "mmnist" / "baseline.npz") as arrays:
-            files[threads] = ((out / "mmnist" / "baseline.csv").read_bytes(), {k: arrays[k] for k in arrays.files})
+        with np.load(cell / "sequences.npz") as arrays:
+            files[threads] = ((cell / "steps.csv").read_bytes(), {k: arrays[k] for k in arrays.files})
     assert files["1"][0] == files["2"][0]
     for key, values in files["1"][1].items():
         np.testing.assert_array_equal(values, files["2"][1][key], err_msg=key)

@@ -141,7 +141,7 @@ def test_commands_take_the_options_into_checkpoint_and_result_metadata(tmp_path)
     ran = CliRunner().invoke(main, ["run", "--methods", METHOD, *common, "--set", "steps=3",
                                     "--results-dir", str(tmp_path / "results")])
     assert ran.exit_code == 0, ran.output
-    meta = json.loads((tmp_path / "results" / DATASET / f"{METHOD}.json").read_text())
+    meta = json.loads((tmp_path / "results" / DATASET / METHOD / "meta.json").read_text())
     assert (meta["training"]["precision"], meta["training"]["compile"]) == ("bf16", False)
 
 

@@ -76,8 +76,10 @@ def test_paper_parameter_counts(shape, params):
 
 
 def test_small_preset_parameter_count():
-    assert count(make(preset="small")) == 3 * (4 * 256 * 4096 + 4 * 256**2 + 7 * 256) + 2 * (256 * 4096 + 4096)
-    assert count(make(preset="small")) == 15_480_064  # the spec's "15.5 M"
+    # three LSTMs of 128 units on 4,096 inputs (4 gates: input and recurrent weights, biases, 3 peepholes)
+    # and two read-outs back to 4,096 pixels
+    assert count(make(preset="small")) == 3 * (4 * 128 * 4096 + 4 * 128**2 + 7 * 128) + 2 * (128 * 4096 + 4096)
+    assert count(make(preset="small")) == 7_547_520
 
 
 def test_paper_preset_is_the_original_optimiser():
