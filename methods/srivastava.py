@@ -27,9 +27,12 @@ Presets:
   optimiser, :class:`ClippedMomentumSGD` (momentum 0.9, lr 1e-4, L2 1e-4, update clipped to
   +-1e-4) on **summed** losses, batch 80. The original caps training at 1e7 iterations and
   converges "within a day or two" on a Titan; 100k steps is our budget.
-* ``small``: 256 units (15,480,064 parameters on 64x64 frames), batch 16, Adam 1e-3 on **mean**
-  losses (the spec's CPU suggestion and a named deviation from the clipped SGD), 360 steps (13
-  minutes on one busy CPU core, ~2 s/step; the spec suggests a few times 10k).
+* ``small``: 128 units (7,547,520 parameters on 64x64 frames: 15 MB shipped in half precision),
+  batch 16, Adam 1e-3 on **mean** losses (the spec's CPU suggestion and a named deviation from the
+  clipped SGD), 12,000 steps (the spec suggests a few times 10k). Measured on Moving MNIST (first
+  200 test sequences): 16 min of training on 2 cores, 10-step MSE 0.0382, PSNR 14.50, DSSIM 0.205,
+  no blank step (copy-last 0.0693 / 11.77 / 0.206); its learning curve has MSE flat near 0.04 while
+  DSSIM falls from 0.41 to 0.20, i.e. the blobs sharpen.
 * ``tiny``: 16 units, batch 2, 3 steps, for tests.
 
 Deviations and choices: "summed" losses are summed over pixels and steps and averaged over the
