@@ -67,13 +67,14 @@ def plot(path: Path, rows: list[dict], refs: dict[str, dict], title: str) -> Non
     steps = [int(row["step"]) for row in rows]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, metric in zip(axes, ("mse", "dssim", "blank_steps")):
-        ax.plot(steps, [float(row[metric]) for row in rows], "o-", color="C0", label="method")
+        ax.plot(steps, [float(row[metric]) for row in rows], "o-", color="C0", label=title.split(" ")[0])
         if metric != "blank_steps":
             for (name, ref), color in zip(refs.items(), ("k", "0.6")):
                 ax.axhline(ref[metric], color=color, ls="--", label=name)
         ax.set_xlabel("training step")
         ax.set_ylabel(metric if metric != "blank_steps" else "blank predicted steps (of 10)")
         ax.grid(alpha=0.3)
+    axes[2].set_ylim(-0.5, 10.5)
     axes[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
