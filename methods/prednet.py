@@ -36,6 +36,8 @@ T0 = 10, where KITTI used nt = 15).
 ``small`` shrinks the widths to (C, 16, 32, 64) (0.77 M parameters) and the schedule to what 2
 idle cores train in about 40 minutes: 3,000 stage-A + 2,000 stage-B updates of batch 4 (0.46 and
 0.90 s each on one thread), within the spec's suggested 5-10k + 5k updates at its lower end.
+Measured on bouncing balls (first 200 test sequences): 27 min of training on a busy 2-core
+machine, 10-step MSE 0.0087, PSNR 24.65, DSSIM 0.036, no blank step (copy-last 0.130 / 9.60 / 0.227).
 ``tiny`` (3 layers, widths (C, 4, 8)) is for tests.
 
 Deviations: the four gate convolutions of a ConvLSTM are one convolution with 4x outputs,
