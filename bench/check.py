@@ -20,7 +20,8 @@ import numpy as np
 
 from . import results, storage
 from .errors import BenchError
-from .results import METRICS, read_curves
+from .protocol import METRICS
+from .results import read_curves
 
 DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {  # metric -> (relative, absolute)
     "mse": (0.01, 1e-6),

@@ -23,11 +23,11 @@ from torch import nn
 from .errors import BenchError
 from .method import Config, Method, to_signed, to_unit
 from .optim import TFRMSprop
+from .protocol import CONTEXT
 
 #: Table 1 of the paper: conv 32, conv 64, pool, dGRU 128, 128, pool, 256, 256, pool, 512, 512, pool, 256, 256.
 PAPER_TOPOLOGY = "c32k5 c64k5 p g128k5 g128k5 p g256k5 g256k5 p g512k3 g512k3 p g256k3 g256k3"
 #: Frames encoded before predicting; the training clip's remaining frames are the targets.
-CONTEXT = 10
 
 
 @torch.no_grad()

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .protocol import CONTEXT
 from .registry import datasets, methods
 
-CONTEXT = 10
 FRAME_SHAPE = (1, 32, 32)
 STEPS = 200
 LOSS_DROP = 0.5  # the last steps' mean loss must be under this fraction of the first steps'

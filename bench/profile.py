@@ -46,8 +46,8 @@ from torch.utils.flop_counter import flop_registry
 
 from .errors import BenchError
 from .method import Method
+from .protocol import CLIP_LENGTH, CONTEXT, HORIZON
 
-CONTEXT, HORIZON, CLIP = 10, 10, 20
 TRAIN_KEYS = ["train_flops", "train_macs", "train_peak_bytes", "train_steps_per_s"]
 
 
@@ -229,7 +229,7 @@ def measure_costs(
     generator = torch.Generator().manual_seed(seed)
     context, clip = (
         torch.rand(batch, length, *method.frame_shape, generator=generator).to(device, dtype)
-        for batch, length in ((batch_size, CONTEXT), (train_batch_size, CLIP))
+        for batch, length in ((batch_size, CONTEXT), (train_batch_size, CLIP_LENGTH))
     )
     costs: dict[str, Any] = {
         "params": count_params(method),

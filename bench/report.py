@@ -32,11 +32,8 @@ import numpy as np
 
 from . import results, storage
 from .errors import BenchError
+from .protocol import DECIMALS, LOWER_IS_BETTER, METRIC_LABELS, METRICS
 
-METRICS = ("mse", "psnr", "dssim")
-LOWER_IS_BETTER = {"mse": True, "psnr": False, "dssim": True}
-METRIC_LABELS = {"mse": "MSE", "psnr": "PSNR", "dssim": "DSSIM"}
-DECIMALS = {"mse": 5, "psnr": 3, "dssim": 5}
 DATASET_LABELS = {"mmnist": "Moving MNIST", "kth": "KTH", "ucf101": "UCF101"}
 COSTS = (  # key in the metadata's "costs", column title, prefix base, unit
     ("params", "Params", 1000, ""),

@@ -55,9 +55,8 @@ import numpy as np
 from . import locks, storage
 from .errors import BenchError
 from .metrics import finite_mean
+from .protocol import METRICS, STEP_COLUMNS
 
-METRICS = ("mse", "psnr", "dssim")
-STEP_COLUMNS = ["step", "mse", "mse_se", "psnr", "psnr_se", "dssim", "dssim_se", "n", "psnr_inf"]
 REQUIRED_COLUMNS = STEP_COLUMNS[:-1]  # psnr_inf came later; older CSVs (and references) lack it
 FILES = {"csv": "steps.csv", "npz": "sequences.npz", "json": "meta.json"}
 CELL_BYTES = 8 << 20  # room one cell needs at most (10,000 sequences and colour examples: about 5 MiB)

@@ -27,8 +27,8 @@ from .dataset import ClipSet, Dataset
 from .errors import BenchError
 from .method import Method
 from .profile import measure_costs
+from .protocol import CONTEXT, HORIZON
 
-CONTEXT, HORIZON = 10, 10
 N_EXAMPLES = 4
 READ_AHEAD = 2  # batches read ahead of the one being scored
 HEAVY_PREDICT_FLOPS = 1e9  # a batch's predict from which torch's intra-op threads pay off

@@ -54,11 +54,11 @@ from .batches import training_batches
 from .dataset import Dataset
 from .errors import BenchError
 from .method import Method
+from .protocol import CLIP_LENGTH
 from .registry import methods as method_registry
 from .runner import choose_device
 from .speedups import Speedups, compiled
 
-CLIP_LENGTH = 20
 say = functools.partial(click.echo, err=True)
 
 

@@ -27,7 +27,8 @@ import torch
 
 import bench
 from bench import metrics
-from bench.runner import CONTEXT, HORIZON, ReadAhead, default_threads
+from bench.protocol import CONTEXT, HORIZON
+from bench.runner import ReadAhead, default_threads
 
 BREAKDOWN = ("data", "data_wait", "predict", "metrics", "checks")
 

@@ -47,9 +47,9 @@ from torch import nn
 
 from bench.errors import BenchError
 from bench.method import Config, Method
+from bench.protocol import CONTEXT
 from bench.registry import register_method
 
-CONTEXT = 10  # observed frames of a training clip; the rest are the future targets
 
 
 class PeepholeConvLSTM(nn.Module):

@@ -51,9 +51,9 @@ from torch import nn
 
 from bench.errors import BenchError
 from bench.method import Config, Method
+from bench.protocol import CONTEXT
 from bench.registry import register_method
 
-CONTEXT = 10  # observed frames of a training clip
 FORGET_BIAS = 1.0  # added inside both forget gates, as the authors' code does
 
 

@@ -53,9 +53,9 @@ from torch import nn
 from bench.errors import BenchError
 from bench.method import Method
 from bench.optim import ClippedMomentumSGD
+from bench.protocol import CONTEXT
 from bench.registry import register_method
 
-CONTEXT = 10  # observed frames of a training clip; the rest are the future targets
 INIT_RANGE, PEEPHOLE_RANGE = 0.01, 0.1
 State = list[tuple[torch.Tensor, torch.Tensor]]  # (h, c) per layer
 

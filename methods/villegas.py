@@ -45,9 +45,9 @@ from torch import nn
 from bench.errors import BenchError
 from bench.losses import gradient_difference_loss
 from bench.method import Method, to_signed, to_unit
+from bench.protocol import CONTEXT
 from bench.registry import register_method
 
-CONTEXT = 10  # observed frames (K) of a training clip
 LUMA = (0.2989, 0.5870, 0.1140)  # tf.image.rgb_to_grayscale weights for R, G, B
 
 

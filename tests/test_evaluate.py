@@ -12,7 +12,8 @@ import bench
 from bench.cli import main
 from bench.dataset import ClipSet, Dataset
 from bench.errors import BenchError
-from bench.runner import CONTEXT, predict_threads
+from bench.protocol import CONTEXT
+from bench.runner import predict_threads
 
 
 def baseline(dataset):
