@@ -25,7 +25,8 @@ batch 8); ``small`` shrinks the widths to gf = df = 16 and the budget to 300 ite
 
 Finding (``small`` on bouncing balls, 2-core CPU): it does not learn. The generator's tanh output
 saturates at -1 (black) within 20 iterations at Adam 1e-3 and within 40 at the paper's 1e-4
-(predicted mean intensity 1e-8 against the target's 0.136) and stays there: at 500 iterations
+(predicted mean intensity 1e-8 against the target's 0.136; training logs in
+``benchmarks/curves/bouncing_balls-villegas-small-trainlog-lr*.csv``) and stays there: at 500 iterations
 (1e-3) and 920 (1e-4) every predicted step is blank, the L_p term flat at a blank frame's 0.520 on
 [-1, 1]. A saturated tanh passes almost no gradient, so more iterations do not help; whether the
 cause is the shrunken widths, the sparse frames or a porting error is not yet known (the tiny
