@@ -35,8 +35,8 @@ def moving_square(shape: tuple[int, int, int], start: int, steps: int = 10, shif
 
 
 def write_cell(root: Path, dataset: str, method: str, arrays: dict[str, np.ndarray], costs: dict | None = None,
-               examples: int = 2, preset: str = "tiny") -> None:
-    """The cell ``root/<dataset>/<method>/`` through the harness's own writer."""
+               examples: int = 2, preset: str = "tiny", meta: dict | None = None) -> None:
+    """The cell ``root/<dataset>/<method>/`` through the harness's own writer (``meta``: more metadata)."""
     shape = FRAME_SHAPES.get(dataset, (1, 64, 64))
     index = np.array([3, 11, 29][:examples])
     shift = sum(map(ord, method)) % 5  # each method's prediction drifts from the truth by its own offset
@@ -46,7 +46,7 @@ def write_cell(root: Path, dataset: str, method: str, arrays: dict[str, np.ndarr
         "examples_target": np.stack([moving_square(shape, i + 10) for i in index]),
         "examples_pred": np.stack([moving_square(shape, i + 10, shift=shift) for i in index]),
     }
-    meta = {"method": method, "preset": preset, "costs": costs or {}}
+    meta = {"method": method, "preset": preset, "costs": costs or {}, **(meta or {})}
     results.write_cell(root, dataset, method, arrays, frames, meta)
 
 
