@@ -69,6 +69,11 @@ class Cell(results.StoredCell):
     def preset(self) -> str:
         return str(self.meta.get("preset", ""))
 
+    @property
+    def n(self) -> int:
+        """Test sequences scored."""
+        return int(self.curves["n"].max())
+
     def cost(self, key: str) -> float:
         value = (self.meta.get("costs") or {}).get(key)
         return math.nan if value is None else float(value)
@@ -98,6 +103,23 @@ def order_key(name: str, order: tuple[str, ...]) -> tuple[int, str]:
 
 def datasets_of(cells: list[Cell]) -> list[str]:
     return list(dict.fromkeys(c.dataset for c in cells))
+
+
+def sequence_counts(cells: list[Cell]) -> dict[str, str]:
+    """Dataset -> the number of test sequences its results were scored on (``"200"``, or ``"200–1000"``
+    when its methods were scored on different numbers)."""
+    counts: dict[str, set[int]] = {}
+    for cell in cells:
+        counts.setdefault(cell.dataset, set()).add(cell.n)
+    return {d: "–".join(str(n) for n in sorted({min(found), max(found)})) for d, found in counts.items()}
+
+
+def blank_step(cell: Cell) -> int | None:
+    """The first step from which ``cell``'s predictions are blank (near-black: mean intensity under 10% of
+    the targets'), 1 when they collapsed over all steps, ``None`` when they did not."""
+    intensity = cell.meta.get("intensity") or {}
+    step = intensity.get("blank_from_step")
+    return int(step) if step else 1 if intensity.get("collapsed") else None
 
 
 def methods_of(cells: list[Cell]) -> list[str]:
@@ -215,6 +237,7 @@ class Row:
     costs: dict[tuple[str, str], float]  # (dataset, cost key) -> value
     p: dict[tuple[str, str], float] = field(default_factory=dict)
     blank: list[str] = field(default_factory=list)  # "D" or "D from step k": predictions collapsed to black
+    n: dict[str, int] = field(default_factory=dict)  # dataset -> test sequences scored (ours only)
 
 
 def table_rows(cells: list[Cell], comparisons: list[Comparison], paper: bool = False) -> list[Row]:
@@ -222,7 +245,7 @@ def table_rows(cells: list[Cell], comparisons: list[Comparison], paper: bool = F
     by_key = {(c.dataset, c.method): c for c in cells}
     tests = {(c.dataset, c.metric, c.method): c for c in comparisons}
     datasets = datasets_of(cells)
-    best = {(d, m): best_method([c for c in cells if c.dataset == d], m).method for d in datasets for m in METRICS}
+    best = {(d, m): best_method([c for c in cells if c.dataset == d], m) for d in datasets for m in METRICS}
     reference = paper_table() if paper else {}
     rows = []
     for method in methods_of(cells):
@@ -233,27 +256,33 @@ def table_rows(cells: list[Cell], comparisons: list[Comparison], paper: bool = F
                 test = tests.get((cell.dataset, metric, method))
                 tied = test is not None and not math.isnan(test.p_holm) and not test.significant
                 entries[cell.dataset, metric] = Entry(
-                    cell.mean(metric), cell.se(metric), best[cell.dataset, metric] == method, tied
+                    cell.mean(metric), cell.se(metric), best[cell.dataset, metric].method == method, tied
                 )
                 p[cell.dataset, metric] = test.p_holm if test else math.nan
         costs = {(c.dataset, key): c.cost(key) for c in mine for key, *_ in COSTS}
         presets = "/".join(dict.fromkeys(c.preset for c in mine if c.preset))
         blank = [note for c in mine if (note := _blank(c))]
-        rows.append(Row(method, "ours", presets, entries, costs, p, blank))
-        published = {
-            (d, metric): Entry(reference[d, method][metric])
-            for d in datasets if (d, method) in reference for metric in METRICS
-        }
+        rows.append(Row(method, "ours", presets, entries, costs, p, blank, {c.dataset: c.n for c in mine}))
+        published = {}
+        for d in (d for d in datasets if (d, method) in reference):
+            for metric in METRICS:  # bold where the paper's value beats the best of ours
+                value = reference[d, method][metric]
+                published[d, metric] = Entry(value, best=_better(value, best[d, metric].mean(metric), metric))
         if published:
             rows.append(Row(method, "paper", "", published, {}))
     return rows
 
 
+def _better(value: float, than: float, metric: str) -> bool:
+    return value < than if LOWER_IS_BETTER[metric] else value > than
+
+
 def table_csv(rows: list[Row], datasets: list[str]) -> str:
-    """Machine-readable Table 2: per dataset, each metric's value, SE and Holm-corrected p, then costs."""
+    """Machine-readable Table 2: per dataset, the test sequences scored, each metric's value, SE and
+    Holm-corrected p, then costs."""
     header = ["method", "source", "preset", "blank_on"]
     for d in datasets:
-        header += [f"{d}_{m}{suffix}" for m in METRICS for suffix in ("", "_se", "_p")]
+        header += [f"{d}_n"] + [f"{d}_{m}{suffix}" for m in METRICS for suffix in ("", "_se", "_p")]
         header += [f"{d}_{key}" for key, *_ in COSTS]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -261,6 +290,7 @@ def table_csv(rows: list[Row], datasets: list[str]) -> str:
     for row in rows:
         line = [row.method, row.source, row.preset, " ".join(row.blank)]
         for d in datasets:
+            line.append(row.n.get(d, ""))
             for m in METRICS:
                 entry = row.entries.get((d, m))
                 line += [_num(entry.value if entry else math.nan), _num(entry.se if entry else math.nan),
@@ -296,11 +326,8 @@ def _cost(value: float | None, base: int, unit: str) -> str:
 
 def _blank(cell: Cell) -> str | None:
     """``"D"`` when the predictions on dataset D collapsed to black, ``"D from step k"`` when only from step k."""
-    intensity = cell.meta.get("intensity", {})
-    step = intensity.get("blank_from_step")
-    if step and step > 1:
-        return f"{cell.dataset} from step {step}"
-    return cell.dataset if step == 1 or intensity.get("collapsed") else None
+    step = blank_step(cell)
+    return None if step is None else cell.dataset if step == 1 else f"{cell.dataset} from step {step}"
 
 
 def _label(row: Row) -> str:
@@ -311,13 +338,21 @@ def _label(row: Row) -> str:
 
 
 NOTES = (
-    "10-step means ± standard error over test sequences; best per column in bold; "
+    "10-step means ± standard error over the n test sequences scored; best of ours per column in bold; "
     "† = not significantly different from the best (two-sided Wilcoxon signed-rank test over test "
     f"sequences, Holm-corrected, p ≥ {ALPHA}). Costs: parameters, FLOPs of one predict(10 → 10) "
     "for one sequence, peak memory of that call. \"blank on D\": the predictions on D collapsed to near-black "
     "frames (mean intensity under 10% of the targets'), so their scores are those of a blank frame; "
     "\"from step k\": every step from k on is blank."
 )
+PAPER_NOTE = "The paper's values (italic) are in bold where they beat the best of ours."
+
+
+def notes(rows: list[Row], counts: dict[str, str]) -> str:
+    """The table's footnote: how to read it, the test sequences per dataset, and the paper rows if any."""
+    scored = "; ".join(f"{DATASET_LABELS.get(d, d)} n = {n}" for d, n in counts.items())
+    paper = any(row.source == "paper" for row in rows)
+    return f"Test sequences scored: {scored}. " + NOTES + (" " + PAPER_NOTE if paper else "")
 
 
 @dataclass(frozen=True)
@@ -343,10 +378,10 @@ def _cells(row: Row, datasets: list[str], style: Style) -> list[str]:
             entry = row.entries.get((d, m))
             value, se = _value(entry, m)
             value = value.replace("–", style.dash)
-            if entry is not None and entry.best and row.source == "ours":
-                value = style.bold.format(value)
             if row.source == "paper" and entry is not None:
                 value = style.italic.format(value)
+            if entry is not None and entry.best:
+                value = style.bold.format(value)
             if se:
                 value = style.with_se.format(value, se)
             if entry is not None and entry.tied:
@@ -357,7 +392,7 @@ def _cells(row: Row, datasets: list[str], style: Style) -> list[str]:
     return cells
 
 
-def table_markdown(rows: list[Row], datasets: list[str]) -> str:
+def table_markdown(rows: list[Row], datasets: list[str], counts: dict[str, str]) -> str:
     columns = [c for d in datasets for c in (
         [f"{DATASET_LABELS.get(d, d)} {METRIC_LABELS[m]}" for m in METRICS]
         + [f"{DATASET_LABELS.get(d, d)} {title}" for _, title, *_ in COSTS]
@@ -365,18 +400,19 @@ def table_markdown(rows: list[Row], datasets: list[str]) -> str:
     lines = ["| Method | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for row in rows:
         lines.append(f"| {_label(row)} | " + " | ".join(_cells(row, datasets, MARKDOWN)) + " |")
-    return "\n".join(lines) + "\n\n" + NOTES + "\n"
+    return "\n".join(lines) + "\n\n" + notes(rows, counts) + "\n"
 
 
 def _tex(text: str) -> str:
     return text.replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("&", "\\&").replace("%", "\\%")
 
 
-def table_latex(rows: list[Row], datasets: list[str]) -> str:
-    """A booktabs table (needs ``booktabs`` and ``graphicx``)."""
+def table_latex(rows: list[Row], datasets: list[str], counts: dict[str, str]) -> str:
+    """A booktabs table (needs ``booktabs`` and ``graphicx``); each dataset's header states its n."""
     width = len(METRICS) + len(COSTS)
     spec = "l" + ("c" * width) * len(datasets)
-    groups = " & ".join(f"\\multicolumn{{{width}}}{{c}}{{{_tex(DATASET_LABELS.get(d, d))}}}" for d in datasets)
+    groups = " & ".join(f"\\multicolumn{{{width}}}{{c}}{{{_tex(DATASET_LABELS.get(d, d))} ($n = {counts[d]}$)}}"
+                        for d in datasets)
     rules = " ".join(f"\\cmidrule(lr){{{2 + i * width}-{1 + (i + 1) * width}}}" for i in range(len(datasets)))
     names = [METRIC_LABELS[m] for m in METRICS] + [_tex(title) for _, title, *_ in COSTS]
     lines = [
@@ -386,9 +422,9 @@ def table_latex(rows: list[Row], datasets: list[str]) -> str:
     ]
     for row in rows:
         lines.append(f"{_tex(_label(row))} & " + " & ".join(_cells(row, datasets, LATEX)) + " \\\\")
-    notes = _tex(NOTES).replace("±", "$\\pm$").replace("†", "$^\\dagger$").replace("≥", "$\\geq$")
-    notes = notes.replace("→", "$\\to$")
-    lines += ["\\bottomrule", "\\end{tabular}}", f"\\caption{{{notes}}}", "\\end{table*}"]
+    caption = _tex(notes(rows, counts)).replace("±", "$\\pm$").replace("†", "$^\\dagger$").replace("≥", "$\\geq$")
+    caption = caption.replace("→", "$\\to$")
+    lines += ["\\bottomrule", "\\end{tabular}}", f"\\caption{{{caption}}}", "\\end{table*}"]
     return "\n".join(lines) + "\n"
 
 
@@ -419,6 +455,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None, pap
     datasets = datasets_of(cells)
     comparisons = significance(cells)
     rows = table_rows(cells, comparisons, paper)
+    counts = sequence_counts(cells)
     written = []
 
     def text(name: str, content: str) -> None:
@@ -427,8 +464,8 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None, pap
 
     with tqdm(total=3 + len(datasets), desc="report", unit="part", disable=not progress) as bar:
         text("table2.csv", table_csv(rows, datasets))
-        text("table2.md", table_markdown(rows, datasets))
-        text("table2.tex", table_latex(rows, datasets))
+        text("table2.md", table_markdown(rows, datasets, counts))
+        text("table2.tex", table_latex(rows, datasets, counts))
         text("significance.csv", significance_csv(comparisons))
         bar.update()
         written += figures.save(figures.fig2(cells, paper), out / "fig2.png", out / "fig2.pdf")
