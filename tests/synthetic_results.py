@@ -59,15 +59,15 @@ def write_grid(root: Path, datasets=("mmnist", "kth", "ucf101"),
             write_cell(root, dataset, method, per_sequence(1 + 0.3 * m, seed=10 * d + m), costs)
 
 
-def cell_from_csv(root: Path, dataset: str, method: str, steps_csv: str) -> Path:
+def cell_from_csv(root: Path, dataset: str, method: str, steps_csv: str, meta: dict | None = None) -> Path:
     """A complete cell whose ``steps.csv`` is ``steps_csv`` (e.g. a reference file) and whose arrays are
-    zeros of the right shape, written by hand as the format says: ``meta.json`` lists the size and
-    SHA-256 of the two other files."""
+    zeros of the right shape, written by hand as the format says: ``meta.json`` (``meta`` and more) lists
+    the size and SHA-256 of the two other files."""
     n = int(next(csv.DictReader(io.StringIO(steps_csv)))["n"])
     buffer = io.BytesIO()
     np.savez(buffer, **{metric: np.zeros((n, 10)) for metric in ("mse", "psnr", "dssim")})
     files = {"steps.csv": steps_csv.encode(), "sequences.npz": buffer.getvalue()}
-    meta = {"method": method, "files": {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    meta = {**(meta or {}), "method": method, "files": {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                                         for name, data in files.items()}}
     folder = root / dataset / method
     shutil.rmtree(folder, ignore_errors=True)

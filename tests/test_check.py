@@ -179,19 +179,21 @@ def test_missing_reference_folder_is_a_clear_error(tmp_path):
     assert result.exit_code == 1 and "reference directory" in result.output and "does not exist" in result.output
 
 
-def test_the_committed_reference_passes_on_itself_and_catches_drift(tmp_path):
-    files = sorted(COMMITTED.glob("*/*.csv"))
-    if not files:
-        pytest.skip("no committed reference under results/reference yet")
-    for path in files:
+@pytest.mark.parametrize("committed", [COMMITTED, COMMITTED.with_name("reference-shipped")], ids=lambda p: p.name)
+def test_the_committed_reference_passes_on_itself_and_catches_drift(tmp_path, committed):
+    files = sorted(committed.glob("*/*.csv"))
+    origins = {path: json.loads(path.with_suffix(".json").read_text()) for path in files}
+    for path, origin in origins.items():
         curves = read_curves(path)
         assert len(curves["step"]) == 10 and (curves["n"] > 0).all(), path
-        cell_from_csv(tmp_path, path.parent.name, path.stem, path.read_text())
-    assert check("--results-dir", str(tmp_path), "--reference", str(COMMITTED)).exit_code == 0
+        assert origin["method"] == path.stem and origin["n_sequences"] == curves["n"].max(), path
+        assert origin["preset"] in ("tiny", "small") and "trained_steps" in origin, path
+        cell_from_csv(tmp_path, path.parent.name, path.stem, path.read_text(), origin)
+    assert check("--results-dir", str(tmp_path), "--reference", str(committed)).exit_code == 0
     edited = tmp_path / "edited.csv"
     shutil.copyfile(files[0], edited)
     edit(edited, 3, "dssim", lambda v: v * 1.02)
-    cell_from_csv(tmp_path, files[0].parent.name, files[0].stem, edited.read_text())
+    cell_from_csv(tmp_path, files[0].parent.name, files[0].stem, edited.read_text(), origins[files[0]])
     result = check("--results-dir", str(tmp_path), "--reference", str(COMMITTED))
     drift = [line.split()[:4] for line in result.output.splitlines() if line.endswith("DRIFT")]
     assert result.exit_code == 1 and drift == [[files[0].parent.name, files[0].stem, "dssim", "3"]]
