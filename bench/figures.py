@@ -23,10 +23,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .errors import BenchError
-from .report import (
-    DATASET_LABELS, METHOD_ORDER, METRIC_LABELS, METRICS, Cell, blank_step, datasets_of, methods_of, paper_curves,
-    sequence_counts,
-)
+from .paper import DATASET_LABELS, METHOD_ORDER, paper_curves
+from .protocol import METRIC_LABELS, METRICS
+from .stats import Cell, blank_step, datasets_of, methods_of, sequence_counts
 from .storage import atomic_write
 
 YELLOW = (255, 221, 0)

@@ -6,13 +6,10 @@ with a warning naming them). pandas is imported here only, on first use, so ``im
 from __future__ import annotations
 
 import os
-import warnings
-from pathlib import Path
 
 import numpy as np
 
 from . import results
-from .errors import BenchError
 from .protocol import METRICS
 
 LONG_COLUMNS = ["dataset", "method", "preset", "step", "metric", "mean", "se", "n"]
@@ -36,13 +33,7 @@ def load_results(results_dir: str | os.PathLike = "results", per_sequence: bool 
     """
     import pandas as pd
 
-    root = Path(results_dir)
-    if not root.is_dir():
-        raise BenchError(f"results directory {root} does not exist; run `bench run` first or pass another folder")
-    complete, damaged = results.scan(root)
-    for error in damaged:
-        warnings.warn(f"{error}; left out until `bench run` redoes it", stacklevel=2)
-    frames = [(_sequence_rows if per_sequence else _step_rows)(cell) for cell in complete]
+    frames = [(_sequence_rows if per_sequence else _step_rows)(cell) for cell in results.complete_cells(results_dir)]
     columns = SEQUENCE_COLUMNS if per_sequence else LONG_COLUMNS
     if not frames:
         return pd.DataFrame(columns=columns)

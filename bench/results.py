@@ -304,6 +304,18 @@ def scan(results_dir: str | os.PathLike) -> tuple[list[StoredCell], list[Damaged
     return complete, damaged
 
 
+def complete_cells(results_dir: str | os.PathLike) -> list[StoredCell]:
+    """The complete cells of ``results_dir`` (:func:`scan`), with a warning naming each damaged one, which
+    is left out; a clear error when the folder does not exist."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise BenchError(f"results directory {root} does not exist; run `bench run` first or pass --results-dir")
+    complete, damaged = scan(root)
+    for error in damaged:
+        warnings.warn(f"{error}; left out until `bench run` redoes it", stacklevel=3)
+    return complete
+
+
 def write_summary(results_dir: str | os.PathLike) -> Path:
     """Rebuild ``summary.csv`` from the complete cells: one row per (dataset, method): preset, test
     sequences scored (``n``), 10-step means, SEs, whether the predictions collapsed to blank frames

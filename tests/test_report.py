@@ -15,10 +15,9 @@ from matplotlib.colors import to_rgba
 from bench import figures, results
 from bench.cli import main
 from bench.errors import BenchError
-from bench.report import (
-    _cost, blank_step, datasets_of, holm, load_results, methods_of, paired_p, paper_curves, paper_table,
-    sequence_counts, significance, table_csv, table_latex, table_markdown, table_rows,
-)
+from bench.paper import paper_curves, paper_table
+from bench.stats import blank_step, datasets_of, holm, load_cells, methods_of, paired_p, sequence_counts, significance
+from bench.tables import _cost, table_csv, table_latex, table_markdown, table_rows
 from synthetic_results import per_sequence, write_cell, write_grid
 
 
@@ -35,12 +34,12 @@ def two_methods(tmp_path):
     return tmp_path
 
 
-def test_load_results_orders_by_paper_and_skips_reference_and_report(tmp_path):
+def test_load_cells_orders_by_paper_and_skips_reference_and_report(tmp_path):
     write_grid(tmp_path, datasets=("ucf101", "mmnist"), methods=("frnn", "zeta", "baseline"))
     (tmp_path / "reference" / "mmnist").mkdir(parents=True)
     (tmp_path / "reference" / "mmnist" / "frnn.csv").write_text("not,a,result\n")
     (tmp_path / "report").mkdir()
-    cells = load_results(tmp_path)
+    cells = load_cells(tmp_path)
     assert [(c.dataset, c.method) for c in cells] == [
         ("mmnist", "baseline"), ("mmnist", "frnn"), ("mmnist", "zeta"),
         ("ucf101", "baseline"), ("ucf101", "frnn"), ("ucf101", "zeta"),
@@ -52,7 +51,7 @@ def test_ten_step_mean_and_its_standard_error(tmp_path):
     arrays = per_sequence(1.5, n=30, seed=3)
     arrays["psnr"][4, 2] = math.inf  # a perfect frame: dropped, not averaged
     write_cell(tmp_path, "kth", "frnn", arrays)
-    (cell,) = load_results(tmp_path)
+    (cell,) = load_cells(tmp_path)
     assert cell.mean("mse") == pytest.approx(arrays["mse"].mean())  # equal n per step: mean of step means
     per_seq = arrays["mse"].mean(axis=1)
     assert cell.se("mse") == pytest.approx(per_seq.std(ddof=1) / math.sqrt(30))
@@ -73,7 +72,7 @@ def test_wilcoxon_and_holm_by_hand():
 
 
 def test_significance_separates_a_twin_from_a_worse_method(two_methods):
-    tests = {(c.metric, c.method): c for c in significance(load_results(two_methods))}
+    tests = {(c.metric, c.method): c for c in significance(load_cells(two_methods))}
     assert {c.best for c in tests.values()} <= {"frnn", "twin"}
     assert tests["mse", "baseline"].significant and tests["mse", "baseline"].n == 60
     twin_or_frnn = tests.get(("mse", "twin")) or tests[("mse", "frnn")]
@@ -81,7 +80,7 @@ def test_significance_separates_a_twin_from_a_worse_method(two_methods):
 
 
 def test_markdown_bolds_the_best_daggers_the_tie_and_shows_costs(two_methods):
-    cells = load_results(two_methods)
+    cells = load_cells(two_methods)
     rows = table_rows(cells, significance(cells))
     text = table_markdown(rows, ["mmnist"], sequence_counts(cells))
     lines = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
@@ -97,12 +96,12 @@ def test_a_collapsed_method_is_labelled_blank(two_methods):
     meta_path = two_methods / "mmnist" / "frnn" / "meta.json"
     meta = json.loads(meta_path.read_text())
     meta_path.write_text(json.dumps({**meta, "intensity": {"collapsed": True}}))
-    cells = load_results(two_methods)
+    cells = load_cells(two_methods)
     text = table_markdown(table_rows(cells, significance(cells)), ["mmnist"], {"mmnist": "60"})
     assert "| frnn [tiny] (blank on mmnist) |" in text and "| baseline [tiny] |" in text
     assert '"blank on D"' in text
     meta_path.write_text(json.dumps({**meta, "intensity": {"collapsed": False, "blank_from_step": 4}}))
-    rows = table_rows(load_results(two_methods), [])
+    rows = table_rows(load_cells(two_methods), [])
     assert "| frnn [tiny] (blank on mmnist from step 4) |" in table_markdown(rows, ["mmnist"], {"mmnist": "60"})
     assert "mmnist from step 4" in table_csv(rows, ["mmnist"]).splitlines()[2]
 
@@ -111,7 +110,7 @@ def test_n_per_dataset_in_the_tables(tmp_path):
     write_cell(tmp_path, "mmnist", "baseline", per_sequence(1.0, n=30))
     write_cell(tmp_path, "mmnist", "frnn", per_sequence(2.0, n=12))
     write_cell(tmp_path, "kth", "frnn", per_sequence(2.0, n=7))
-    cells = load_results(tmp_path)
+    cells = load_cells(tmp_path)
     counts = sequence_counts(cells)
     assert counts == {"mmnist": "12–30", "kth": "7"}
     rows = table_rows(cells, significance(cells))
@@ -126,7 +125,7 @@ def test_paper_values_that_beat_ours_are_bold_and_the_note_says_so(tmp_path):
     write_cell(tmp_path, "mmnist", "frnn", per_sequence(50.0, n=20))  # beats the paper's fRNN on every metric
 
     def paper_cells(method: str) -> list[str]:
-        cells = load_results(tmp_path)
+        cells = load_cells(tmp_path)
         text = table_markdown(table_rows(cells, significance(cells), paper=True), ["mmnist"], sequence_counts(cells))
         return next(line for line in text.splitlines() if line.startswith(f"| {method} (paper) |")).split(" | ")[1:4]
 
@@ -134,7 +133,7 @@ def test_paper_values_that_beat_ours_are_bold_and_the_note_says_so(tmp_path):
     write_cell(tmp_path, "mmnist", "frnn", per_sequence(1.1, n=20))  # now the paper's fRNN beats all of ours
     assert paper_cells("frnn") == ["***0.00947***", "***21.386***", "***0.04376***"]
     assert paper_cells("baseline") == ["*0.06989*", "*11.745*", "*0.20718*"]
-    cells = load_results(tmp_path)
+    cells = load_cells(tmp_path)
     note = "The paper's values (italic) are in bold where they beat the best of ours."
     assert note in table_markdown(table_rows(cells, [], paper=True), ["mmnist"], sequence_counts(cells))
     assert note not in table_markdown(table_rows(cells, []), ["mmnist"], sequence_counts(cells))
@@ -144,7 +143,7 @@ def test_fig2_marks_the_steps_from_which_a_method_predicts_blank_frames(two_meth
     for method, intensity in (("frnn", {"collapsed": False, "blank_from_step": 4}), ("twin", {"collapsed": True})):
         meta_path = two_methods / "mmnist" / method / "meta.json"
         meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "intensity": intensity}))
-    cells = load_results(two_methods)
+    cells = load_cells(two_methods)
     assert [blank_step(c) for c in cells] == [None, 4, 1]
     colors = figures.method_colors(methods_of(cells))
     for ax in figures.fig2(cells).axes:
@@ -156,7 +155,7 @@ def test_fig2_marks_the_steps_from_which_a_method_predicts_blank_frames(two_meth
 
 def test_cost_scatter_labels_stay_inside_the_axes(tmp_path):
     write_grid(tmp_path, datasets=("mmnist",), methods=("baseline", "prednet", "frnn"))
-    fig = figures.cost_scatter(load_results(tmp_path))
+    fig = figures.cost_scatter(load_cells(tmp_path))
     renderer = FigureCanvasAgg(fig).get_renderer()
     fig.draw(renderer)
     for ax in fig.axes:
@@ -198,7 +197,7 @@ def test_paper_rows_use_the_harness_names():
 
 def test_csv_and_latex_with_the_paper_overlay(tmp_path):
     write_grid(tmp_path, datasets=("mmnist", "kth"), methods=("baseline", "prednet", "frnn"))
-    cells = load_results(tmp_path)
+    cells = load_cells(tmp_path)
     rows = table_rows(cells, significance(cells), paper=True)
     assert [(r.method, r.source) for r in rows] == [
         ("baseline", "ours"), ("baseline", "paper"), ("prednet", "ours"), ("prednet", "paper"),
@@ -221,7 +220,7 @@ def test_csv_and_latex_with_the_paper_overlay(tmp_path):
 
 def test_fig2_panels_lines_bands_and_legend(tmp_path):
     write_grid(tmp_path, datasets=("mmnist", "kth"), methods=("baseline", "rladder", "frnn"))
-    cells = load_results(tmp_path)
+    cells = load_cells(tmp_path)
     fig = figures.fig2(cells, paper=True)
     axes = fig.axes
     assert len(axes) == 6
@@ -245,7 +244,7 @@ def test_fig2_panels_lines_bands_and_legend(tmp_path):
 
 def test_cost_scatter_panels_and_points(tmp_path):
     write_grid(tmp_path, datasets=("mmnist",), methods=("baseline", "frnn"))
-    cells = load_results(tmp_path)
+    cells = load_cells(tmp_path)
     fig = figures.cost_scatter(cells)
     assert len(fig.axes) == 2
     assert fig.axes[0].get_xlabel().startswith("GFLOPs") and fig.axes[1].get_xlabel().startswith("peak memory")
@@ -275,7 +274,7 @@ def test_strip_canvas_layout_and_yellow_frames():
 
 def test_example_strips_one_row_per_method(tmp_path):
     write_grid(tmp_path, datasets=("ucf101",), methods=("baseline", "frnn"))
-    strips = figures.example_strips(load_results(tmp_path), "ucf101", count=1)
+    strips = figures.example_strips(load_cells(tmp_path), "ucf101", count=1)
     assert [index for index, _ in strips] == [3]
     ax = strips[0][1].axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["ground truth", "baseline", "frnn"]
@@ -322,7 +321,7 @@ def test_clear_errors(tmp_path):
     assert result.exit_code == 1 and "no complete results under" in result.output
     assert "Traceback" not in result.output
     with pytest.raises(BenchError, match="no complete results under"):
-        load_results(tmp_path / "mmnist")
+        load_cells(tmp_path / "mmnist")
 
 
 def test_incomplete_cells_are_not_read(tmp_path):
@@ -330,4 +329,4 @@ def test_incomplete_cells_are_not_read(tmp_path):
     write_cell(tmp_path, "mmnist", "frnn", per_sequence(2.0))
     (tmp_path / "mmnist" / "frnn" / "meta.json").unlink()
     with pytest.warns(UserWarning, match=r"result mmnist/frnn in .* is damaged: meta.json is missing; left out"):
-        assert [c.method for c in load_results(tmp_path)] == ["baseline"]
+        assert [c.method for c in load_cells(tmp_path)] == ["baseline"]
