@@ -194,6 +194,6 @@ def test_the_committed_reference_passes_on_itself_and_catches_drift(tmp_path, co
     shutil.copyfile(files[0], edited)
     edit(edited, 3, "dssim", lambda v: v * 1.02)
     cell_from_csv(tmp_path, files[0].parent.name, files[0].stem, edited.read_text(), origins[files[0]])
-    result = check("--results-dir", str(tmp_path), "--reference", str(COMMITTED))
+    result = check("--results-dir", str(tmp_path), "--reference", str(committed))
     drift = [line.split()[:4] for line in result.output.splitlines() if line.endswith("DRIFT")]
     assert result.exit_code == 1 and drift == [[files[0].parent.name, files[0].stem, "dssim", "3"]]
