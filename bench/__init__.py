@@ -8,6 +8,7 @@ Python API::
     data = bench.get_dataset("mmnist", data_dir="...")
     bench.metrics.frame_metrics(pred, target)    # {"mse", "psnr", "dssim"}: (B, T)
     bench.evaluate(method, data, limit=100)       # what `bench run` writes
+    bench.load_results("results")                 # the results as a long pandas DataFrame
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from .registry import register_dataset, register_method
 __version__ = "0.1.0"
 __all__ = [
     "BenchError", "ClipSet", "Dataset", "Method", "evaluate", "get_dataset", "get_method",
-    "list_datasets", "list_methods", "metrics", "register_dataset", "register_method",
+    "list_datasets", "list_methods", "load_results", "metrics", "register_dataset", "register_method",
 ]
 
 
@@ -52,3 +53,10 @@ def evaluate(method: Method, dataset: Dataset, **kwargs: Any):
     from .runner import evaluate as _evaluate
 
     return _evaluate(method, dataset, **kwargs)
+
+
+def load_results(results_dir: str = "results", per_sequence: bool = False):
+    """The results under ``results_dir`` as a long pandas DataFrame; see :func:`bench.longform.load_results`."""
+    from .longform import load_results as _load_results
+
+    return _load_results(results_dir, per_sequence)

@@ -1,20 +1,28 @@
 """Drift check: every (dataset, method, step, metric) of a results directory against a committed reference.
 
 The reference (``results/reference/<dataset>/<method>.csv``) holds one per-step results CSV per cell: a
-cell's ``steps.csv``, nothing else. (It keeps these flat names rather than the cells' folder layout: a
-single file per cell has nothing to commit together, and ``git diff`` then names the method.) A value
-drifts when ``|current - reference| > abs + rel * |reference|`` for its metric's tolerances (``rel``, ``abs``;
-defaults in :data:`DEFAULT_TOLERANCES`, overridable per metric). A changed number of test sequences (or of
-infinite PSNRs dropped), a result without a reference, a reference without a result and a damaged cell
-(:func:`bench.results.scan`) are failures too, each named; so are a missing results folder and a check
-with nothing to compare. :func:`update_reference` copies the current CSVs into the reference: the
-deliberate refresh.
+cell's ``steps.csv``, and beside it ``<method>.json``: what that result was made from (:func:`made_from`:
+preset, training steps, test sequences scored). (It keeps these flat names rather than the cells' folder
+layout, so ``git diff`` names the method.)
+
+**Like with like.** Before any value is compared, each result's origin is compared with the reference's:
+a result made from another preset, another number of training steps or another number of test
+sequences is *not comparable*, reported as such (saying what each was made from), and its values are
+not compared; it is not drift. (A reference without its ``.json`` records only its sequence count.)
+A value of a comparable result drifts when ``|current - reference| > abs + rel * |reference|`` for its
+metric's tolerances (``rel``, ``abs``; defaults in :data:`DEFAULT_TOLERANCES`, overridable per metric).
+A changed number of infinite PSNRs dropped, a result without a reference, a reference without a result
+and a damaged cell (:func:`bench.results.scan`) are failures too, each named; so are a missing results
+folder and a check with nothing to compare. :func:`update_reference` copies the current CSVs and origins
+into the reference: the deliberate refresh.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,10 +76,45 @@ class Difference:
         return abs(self.diff) <= self.allowed
 
 
+ORIGIN_KEYS = ("preset", "trained_steps", "n_sequences")  # what a result is made from, in the order told
+
+
+def made_from(meta: dict[str, Any], curves: dict[str, np.ndarray]) -> dict[str, Any]:
+    """What a result was made from: method, preset, training steps (``None``: untrained) and the number
+    of test sequences scored, from its metadata and per-step CSV."""
+    return {"method": meta.get("method"), "preset": meta.get("preset"), "trained_steps": meta.get("trained_steps"),
+            "n_sequences": int(curves["n"].max())}
+
+
+def describe_origin(origin: dict[str, Any]) -> str:
+    """``"frnn small, 10000 training steps, 200 sequences"``; the parts a reference does not record are left out."""
+    parts = [" ".join(str(origin[key]) for key in ("method", "preset") if origin.get(key))]
+    if "trained_steps" in origin:
+        steps = origin["trained_steps"]
+        parts.append("untrained" if steps is None else f"{steps} training steps")
+    parts.append(f"{origin['n_sequences']} sequences")
+    return ", ".join(part for part in parts if part)
+
+
+@dataclass
+class Mismatch:
+    """A result made otherwise than its reference (preset, training steps or test sequences): not comparable."""
+
+    dataset: str
+    method: str
+    reference: dict[str, Any]
+    current: dict[str, Any]
+
+    def __str__(self) -> str:
+        return (f"{self.dataset}/{self.method}: not comparable: reference made from {describe_origin(self.reference)}; "
+                f"yours from {describe_origin(self.current)}")
+
+
 @dataclass
 class CheckResult:
     differences: list[Difference] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # missing references/results, changed shapes
+    mismatches: list[Mismatch] = field(default_factory=list)  # made otherwise than the reference: not compared
 
     @property
     def failures(self) -> list[Difference]:
@@ -79,12 +122,26 @@ class CheckResult:
 
     @property
     def ok(self) -> bool:
-        return not self.problems and not self.failures
+        return not self.problems and not self.failures and not self.mismatches
 
 
 def _reference_cells(root: Path) -> dict[tuple[str, str], Path]:
     """(dataset, method) -> ``root/<dataset>/<method>.csv``."""
     return {(path.parent.name, path.stem): path for path in sorted(root.glob("*/*.csv"))}
+
+
+def _reference_origin(path: Path, curves: dict[str, np.ndarray]) -> dict[str, Any]:
+    """What the reference CSV ``path`` was made from: its ``.json`` beside it, else only its sequence count."""
+    record = path.with_suffix(".json")
+    if not record.exists():
+        return {"method": path.stem, "n_sequences": int(curves["n"].max())}
+    try:
+        origin = json.loads(record.read_text())
+    except (OSError, ValueError) as error:
+        raise BenchError(f"cannot read the reference's origin {record}: {error}") from None
+    if not isinstance(origin, dict) or "n_sequences" not in origin:
+        raise BenchError(f"{record} does not say what the reference was made from (it needs n_sequences)")
+    return origin
 
 
 def _result_cells(root: Path) -> tuple[dict[tuple[str, str], results.StoredCell], list[results.DamagedCell]]:
@@ -124,11 +181,11 @@ def compare(results_dir: str | Path, reference_dir: str | Path,
         if len(now["step"]) != len(ref["step"]):
             result.problems.append(f"{name}: {len(now['step'])} steps, the reference has {len(ref['step'])}")
             continue
-        if not np.array_equal(now["n"], ref["n"]):
-            result.problems.append(
-                f"{name}: scored on {int(now['n'].max())} test sequences, the reference on {int(ref['n'].max())}"
-            )
-        elif "psnr_inf" in now and "psnr_inf" in ref and not np.array_equal(now["psnr_inf"], ref["psnr_inf"]):
+        ref_origin, origin = _reference_origin(reference[key], ref), made_from(current[key].meta, now)
+        if any(origin[k] != ref_origin[k] for k in ORIGIN_KEYS if k in ref_origin):
+            result.mismatches.append(Mismatch(*key, ref_origin, origin))
+            continue
+        if "psnr_inf" in now and "psnr_inf" in ref and not np.array_equal(now["psnr_inf"], ref["psnr_inf"]):
             result.problems.append(
                 f"{name}: {int(now['psnr_inf'].sum())} infinite PSNRs dropped, "
                 f"the reference {int(ref['psnr_inf'].sum())}"
@@ -157,8 +214,8 @@ def format_table(result: CheckResult, all_steps: bool = False) -> str:
         for d in rows
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
-    return "\n".join(text + [f"! {problem}" for problem in result.problems])
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines] if rows else []
+    return "\n".join(text + [f"! {m}" for m in result.mismatches] + [f"! {problem}" for problem in result.problems])
 
 
 def _excess(d: Difference) -> float:
@@ -169,7 +226,8 @@ def _excess(d: Difference) -> float:
 
 
 def update_reference(results_dir: str | Path, reference_dir: str | Path) -> tuple[list[Path], list[Path]]:
-    """Make ``reference_dir`` hold exactly the results CSVs of ``results_dir``: (paths written, paths removed)."""
+    """Make ``reference_dir`` hold exactly the results CSVs of ``results_dir``, each with its origin
+    (:func:`made_from`) beside it: (CSV paths written, CSV paths removed)."""
     results_dir, reference_dir = Path(results_dir), Path(reference_dir)
     cells, damaged = _result_cells(results_dir)
     if damaged:
@@ -180,8 +238,11 @@ def update_reference(results_dir: str | Path, reference_dir: str | Path) -> tupl
     for (dataset, method), cell in cells.items():
         target = reference_dir / dataset / f"{method}.csv"
         storage.atomic_write(target, (cell.folder / results.FILES["csv"]).read_bytes())
+        origin = json.dumps(made_from(cell.meta, cell.curves), indent=2, sort_keys=True) + "\n"
+        storage.atomic_write(target.with_suffix(".json"), origin.encode())
         written.append(target)
     removed = [path for key, path in _reference_cells(reference_dir).items() if key not in cells]
     for path in removed:
         path.unlink()
+        path.with_suffix(".json").unlink(missing_ok=True)
     return written, removed

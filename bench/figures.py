@@ -1,11 +1,13 @@
 """The report's figures: Fig. 2 of the fRNN paper, cost versus quality, and qualitative strips.
 
-* :func:`fig2`: rows = the datasets present, columns = MSE, PSNR, DSSIM; x = predicted step; one line
-  per method with a band of one standard error, the baseline in black; ``paper=True`` adds the paper's
-  curves dashed in the same colour (note: for mathieu and prednet the paper's curves predate its
-  Table 2 and do not average to it).
+* :func:`fig2`: rows = the datasets present (each titled with its n, the test sequences scored),
+  columns = MSE, PSNR, DSSIM (the y labels); x = predicted step; one line per method with a band and
+  error bars of one standard error, the baseline in black; a dotted vertical line in the method's colour,
+  labelled "<method> blank", from the step at which a method predicts blank frames (so a flat tail is not
+  read as a prediction); ``paper=True`` adds the paper's curves dashed in the same colour (note: for
+  mathieu and prednet the paper's curves predate its Table 2 and do not average to it).
 * :func:`cost_scatter`: PSNR (10-step mean, SE bars) against FLOPs of one ``predict(10 -> 10)`` (top
-  row) and against peak memory of predict (bottom row), one column per dataset.
+  row) and against peak memory of predict (bottom row), one column per dataset; labels kept inside the axes.
 * :func:`strip_canvas` / :func:`qualitative_strip`: the style of the paper's Figs. 3-6: the last 5
   context frames and the 10 targets, then one row per method with its 10 predictions framed in yellow.
 
@@ -21,9 +23,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .errors import BenchError
-from .report import (
-    DATASET_LABELS, METHOD_ORDER, METRIC_LABELS, METRICS, Cell, datasets_of, methods_of, paper_curves,
-)
+from .paper import DATASET_LABELS, METHOD_ORDER, paper_curves
+from .protocol import METRIC_LABELS, METRICS
+from .stats import Cell, blank_step, datasets_of, methods_of, sequence_counts
 from .storage import atomic_write
 
 YELLOW = (255, 221, 0)
@@ -43,25 +45,34 @@ def _label(dataset: str) -> str:
     return DATASET_LABELS.get(dataset, dataset)
 
 
+Y_LABELS = {"mse": "MSE (lower is better)", "psnr": "PSNR in dB (higher is better)",
+            "dssim": "DSSIM (lower is better)"}
+
+
 def fig2(cells: list[Cell], paper: bool = False) -> Figure:
     datasets, colors = datasets_of(cells), method_colors(methods_of(cells))
+    counts = sequence_counts(cells)
     reference = paper_curves() if paper else {}
     fig = Figure(figsize=(12, 1.2 + 3 * len(datasets)), layout="constrained")
     axes = fig.subplots(len(datasets), len(METRICS), squeeze=False)
     for row, dataset in enumerate(datasets):
         for col, metric in enumerate(METRICS):
             ax = axes[row, col]
-            for cell in (c for c in cells if c.dataset == dataset):
+            group = [c for c in cells if c.dataset == dataset]
+            for cell in group:
                 steps, mean, se = cell.curves["step"], cell.curves[metric], cell.curves[f"{metric}_se"]
                 color = colors[cell.method]
                 ax.plot(steps, mean, color=color, marker="o", markersize=3, label=cell.method)
-                if np.isfinite(se).any():
-                    ax.fill_between(steps, mean - se, mean + se, color=color, alpha=0.2, linewidth=0)
+                if np.isfinite(se).any():  # a band, and error bars that stay visible where the band is thin
+                    ax.fill_between(steps, mean - se, mean + se, color=color, alpha=0.3, linewidth=0)
+                    ax.errorbar(steps, mean, yerr=se, fmt="none", ecolor=color, elinewidth=1, capsize=3)
                 curve = reference.get((dataset, cell.method, metric))
                 if curve is not None:
                     ax.plot(np.arange(1, len(curve) + 1), curve, color=color, linestyle="--",
                             label=f"{cell.method} (paper)")
-            ax.set_title(f"{_label(dataset)}: {METRIC_LABELS[metric]}")
+            _mark_blank_steps(ax, group, colors)
+            ax.set_title(f"{_label(dataset)} (n = {counts[dataset]}): {METRIC_LABELS[metric]}")
+            ax.set_ylabel(Y_LABELS[metric])
             ax.set_xticks(range(1, 11))
             ax.grid(alpha=0.3)
             if row == len(datasets) - 1:
@@ -74,6 +85,18 @@ def fig2(cells: list[Cell], paper: bool = False) -> Figure:
     fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=min(len(colors), 7),
                fontsize="small")
     return fig
+
+
+def _mark_blank_steps(ax, cells: list[Cell], colors: dict[str, str]) -> None:
+    """A dotted vertical line, labelled "<method> blank", at the step from which each method of ``cells``
+    predicts blank frames; the labels stack down from the top of the axes."""
+    marked = [(cell, step) for cell in cells if (step := blank_step(cell)) is not None]
+    for row, (cell, step) in enumerate(marked):
+        color = colors[cell.method]
+        ax.axvline(step, color=color, linestyle=":", linewidth=1.5)
+        ax.annotate(f"{cell.method} blank →", (step, 1), xycoords=("data", "axes fraction"),
+                    xytext=(3, -4 - 11 * row), textcoords="offset points", ha="left", va="top", fontsize=7,
+                    color=color)
 
 
 def cost_scatter(cells: list[Cell]) -> Figure | None:
@@ -93,16 +116,26 @@ def cost_scatter(cells: list[Cell]) -> Figure | None:
                 se = cell.se("psnr")
                 ax.errorbar(x, cell.mean("psnr"), yerr=None if math.isnan(se) else se, fmt="o",
                             color=colors[cell.method], label=cell.method, capsize=3)
-                ax.annotate(cell.method, (x, cell.mean("psnr")), textcoords="offset points", xytext=(5, 4),
-                            fontsize=8)
             positive = [x for _, x in points if x > 0]
             if positive and max(positive) / min(positive) > 100:
                 ax.set_xscale("symlog", linthresh=min(positive))
+            ax.margins(x=0.08, y=0.12)
+            _label_points(ax, [(cell.method, x, cell.mean("psnr")) for cell, x in points])
             ax.set_title(f"{_label(dataset)}: PSNR vs {'FLOPs' if row == 0 else 'memory'}")
             ax.set_xlabel(title)
             ax.set_ylabel("PSNR (dB, 10-step mean)")
             ax.grid(alpha=0.3)
     return fig
+
+
+def _label_points(ax, points: list[tuple[str, float, float]]) -> None:
+    """Name each point beside it, on its left in the right half of the axes, so labels stay inside."""
+    ax.autoscale_view()
+    to_axes = ax.transData + ax.transAxes.inverted()
+    for text, x, y in points:
+        right = to_axes.transform((x, y))[0] > 0.5
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(-5 if right else 5, 4),
+                    ha="right" if right else "left", fontsize=8)
 
 
 def _rgb(frames: np.ndarray) -> np.ndarray:

@@ -304,25 +304,60 @@ def scan(results_dir: str | os.PathLike) -> tuple[list[StoredCell], list[Damaged
     return complete, damaged
 
 
+def complete_cells(results_dir: str | os.PathLike) -> list[StoredCell]:
+    """The complete cells of ``results_dir`` (:func:`scan`), with a warning naming each damaged one, which
+    is left out; a clear error when the folder does not exist."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise BenchError(f"results directory {root} does not exist; run `bench run` first or pass --results-dir")
+    complete, damaged = scan(root)
+    for error in damaged:
+        warnings.warn(f"{error}; left out until `bench run` redoes it", stacklevel=3)
+    return complete
+
+
 def write_summary(results_dir: str | os.PathLike) -> Path:
-    """Rebuild ``summary.csv`` from the complete cells: one row per (dataset, method), 10-step means,
-    SEs, then costs. Holds the summary's lock (waiting for it), so the last rebuild sees every cell."""
+    """Rebuild ``summary.csv`` from the complete cells: one row per (dataset, method): preset, test
+    sequences scored (``n``), 10-step means, SEs, whether the predictions collapsed to blank frames
+    (``collapsed``, ``blank_from_step``), then costs. Holds the summary's lock (waiting for it), so the
+    last rebuild sees every cell."""
     target = Path(results_dir) / "summary.csv"
     with locks.exclusive(target, f"summary {target}", LOCK_ADVICE, wait=True):
         rows, cost_keys = [], []
         for cell in scan(results_dir)[0]:
-            row = {"dataset": cell.dataset, "method": cell.method, "preset": cell.meta.get("preset", "")}
-            row.update(ten_step_summary(cell.per_sequence))
-            costs = cell.meta.get("costs", {})
+            intensity = cell.meta.get("intensity") or {}
+            row = {"dataset": cell.dataset, "method": cell.method, "preset": cell.meta.get("preset", ""),
+                   "n": int(cell.curves["n"].max()), **ten_step_summary(cell.per_sequence),
+                   "collapsed": _flag(intensity.get("collapsed")), "blank_from_step": intensity.get("blank_from_step")}
+            costs = {**cell.meta.get("costs", {})}
+            if costs.get("train_steps_per_s") is None and "train_steps_per_s" in costs:
+                costs["train_steps_per_s"] = training_speed(cell.meta)
             for key in costs:
                 if key not in cost_keys and not isinstance(costs[key], (dict, list)):
                     cost_keys.append(key)
             rows.append((row, costs))
-        columns = ["dataset", "method", "preset", *METRICS, *(f"{m}_se" for m in METRICS), *cost_keys]
+        columns = ["dataset", "method", "preset", "n", *METRICS, *(f"{m}_se" for m in METRICS),
+                   "collapsed", "blank_from_step", *cost_keys]
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row, costs in rows:
-            writer.writerow({**row, **{key: costs.get(key, "") for key in cost_keys}})
+            values = {**row, **{key: costs.get(key) for key in cost_keys}}
+            writer.writerow({key: "" if value is None else value for key, value in values.items()})
         storage.atomic_write(target, text.getvalue().encode())
     return target
+
+
+def _flag(value: Any) -> str:
+    return "" if value is None else str(bool(value)).lower()
+
+
+def training_speed(meta: dict[str, Any]) -> float | None:
+    """Training steps per second of the weights a result used, from their training record (the user's
+    checkpoint: steps over training seconds; shipped weights: over the manifest's training minutes);
+    ``None`` when unknown (an untrainable method, or no training time recorded)."""
+    steps, history = meta.get("trained_steps"), meta.get("training") or {}
+    seconds = history.get("train_seconds")
+    if seconds is None and history.get("train_minutes") is not None:
+        seconds = 60 * history["train_minutes"]
+    return steps / seconds if steps and seconds else None

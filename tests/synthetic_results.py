@@ -35,8 +35,8 @@ def moving_square(shape: tuple[int, int, int], start: int, steps: int = 10, shif
 
 
 def write_cell(root: Path, dataset: str, method: str, arrays: dict[str, np.ndarray], costs: dict | None = None,
-               examples: int = 2, preset: str = "tiny") -> None:
-    """The cell ``root/<dataset>/<method>/`` through the harness's own writer."""
+               examples: int = 2, preset: str = "tiny", meta: dict | None = None) -> None:
+    """The cell ``root/<dataset>/<method>/`` through the harness's own writer (``meta``: more metadata)."""
     shape = FRAME_SHAPES.get(dataset, (1, 64, 64))
     index = np.array([3, 11, 29][:examples])
     shift = sum(map(ord, method)) % 5  # each method's prediction drifts from the truth by its own offset
@@ -46,7 +46,7 @@ def write_cell(root: Path, dataset: str, method: str, arrays: dict[str, np.ndarr
         "examples_target": np.stack([moving_square(shape, i + 10) for i in index]),
         "examples_pred": np.stack([moving_square(shape, i + 10, shift=shift) for i in index]),
     }
-    meta = {"method": method, "preset": preset, "costs": costs or {}}
+    meta = {"method": method, "preset": preset, "costs": costs or {}, **(meta or {})}
     results.write_cell(root, dataset, method, arrays, frames, meta)
 
 
@@ -59,15 +59,15 @@ def write_grid(root: Path, datasets=("mmnist", "kth", "ucf101"),
             write_cell(root, dataset, method, per_sequence(1 + 0.3 * m, seed=10 * d + m), costs)
 
 
-def cell_from_csv(root: Path, dataset: str, method: str, steps_csv: str) -> Path:
+def cell_from_csv(root: Path, dataset: str, method: str, steps_csv: str, meta: dict | None = None) -> Path:
     """A complete cell whose ``steps.csv`` is ``steps_csv`` (e.g. a reference file) and whose arrays are
-    zeros of the right shape, written by hand as the format says: ``meta.json`` lists the size and
-    SHA-256 of the two other files."""
+    zeros of the right shape, written by hand as the format says: ``meta.json`` (``meta`` and more) lists
+    the size and SHA-256 of the two other files."""
     n = int(next(csv.DictReader(io.StringIO(steps_csv)))["n"])
     buffer = io.BytesIO()
     np.savez(buffer, **{metric: np.zeros((n, 10)) for metric in ("mse", "psnr", "dssim")})
     files = {"steps.csv": steps_csv.encode(), "sequences.npz": buffer.getvalue()}
-    meta = {"method": method, "files": {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    meta = {**(meta or {}), "method": method, "files": {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                                         for name, data in files.items()}}
     folder = root / dataset / method
     shutil.rmtree(folder, ignore_errors=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import shutil
 from pathlib import Path
@@ -28,13 +29,13 @@ def dirs(tmp_path):
     return results, reference
 
 
-def rerun(results: Path, dataset: str, step: int, metric: str, change) -> None:
+def rerun(results: Path, dataset: str, step: int, metric: str, change, meta: dict | None = None) -> None:
     """Write the fixture's cell of ``dataset`` again with ``metric`` of every sequence at ``step`` changed
     (so its per-step mean changes the same way)."""
     method, quality = {"mmnist": ("baseline", 1.0), "kth": ("frnn", 2.0)}[dataset]
     arrays = per_sequence(quality, n=20)
     arrays[metric][:, step - 1] = change(arrays[metric][:, step - 1])
-    write_cell(results, dataset, method, arrays)
+    write_cell(results, dataset, method, arrays, meta=meta)
 
 
 def edit(path: Path, step: int, column: str, change) -> None:
@@ -91,11 +92,55 @@ def test_missing_reference_and_missing_result_are_reported(dirs):
     assert "! missing result for mmnist/baseline" in result.output
 
 
-def test_a_changed_test_set_is_reported(dirs):
+def test_a_changed_test_set_is_not_comparable_rather_than_drift(dirs):
     results, reference = dirs
     write_cell(results, "kth", "frnn", per_sequence(2.0, n=19))
-    problems = compare(results, reference).problems
-    assert problems == ["kth/frnn: scored on 19 test sequences, the reference on 20"]
+    result = compare(results, reference)
+    assert not result.ok and not result.problems and not result.failures
+    assert [str(m) for m in result.mismatches] == [
+        "kth/frnn: not comparable: reference made from frnn tiny, untrained, 20 sequences; "
+        "yours from frnn tiny, untrained, 19 sequences"
+    ]
+    assert {d.dataset for d in result.differences} == {"mmnist"}  # its values were not compared
+
+
+def test_another_preset_or_training_length_is_named_not_counted_as_drift(dirs):
+    results, reference = dirs
+    # the README's main job against a reference made like CI's grid: other preset, steps and sequences
+    write_cell(results, "kth", "frnn", per_sequence(2.0, n=20), meta={"trained_steps": 40})
+    update_reference(results, reference)
+    write_cell(results, "kth", "frnn", per_sequence(3.0, n=30), preset="small", meta={"trained_steps": 10000})
+    outcome = check("--results-dir", str(results), "--reference", str(reference))
+    assert outcome.exit_code == 1
+    assert ("! kth/frnn: not comparable: reference made from frnn tiny, 40 training steps, 20 sequences; "
+            "yours from frnn small, 10000 training steps, 30 sequences") in outcome.output
+    assert "DRIFT" not in outcome.output
+    assert "FAILED: 1 results not comparable with the reference" in outcome.output
+    assert "0 values drifted in 0 results" in outcome.output
+    write_cell(results, "kth", "frnn", per_sequence(2.0, n=20), preset="small", meta={"trained_steps": 40})
+    assert [m.method for m in compare(results, reference).mismatches] == ["frnn"]  # the preset alone
+
+
+def test_a_result_made_like_the_reference_is_compared_and_its_drift_caught(dirs):
+    results, reference = dirs
+    write_cell(results, "kth", "frnn", per_sequence(2.0, n=20), meta={"trained_steps": 40})
+    update_reference(results, reference)
+    assert json.loads((reference / "kth" / "frnn.json").read_text()) == {
+        "method": "frnn", "preset": "tiny", "trained_steps": 40, "n_sequences": 20}
+    assert compare(results, reference).ok
+    rerun(results, "kth", 2, "dssim", lambda v: v * 1.1, meta={"trained_steps": 40})
+    result = compare(results, reference)
+    assert not result.mismatches and [(d.method, d.metric, d.step) for d in result.failures] == [("frnn", "dssim", 2)]
+
+
+def test_a_reference_without_its_origin_compares_the_sequence_count_only(dirs):
+    results, reference = dirs
+    (reference / "kth" / "frnn.json").unlink()
+    write_cell(results, "kth", "frnn", per_sequence(2.0, n=20), preset="small", meta={"trained_steps": 5})
+    assert compare(results, reference).ok
+    write_cell(results, "kth", "frnn", per_sequence(2.0, n=10), preset="small")
+    assert str(compare(results, reference).mismatches[0]).startswith(
+        "kth/frnn: not comparable: reference made from frnn, 20 sequences; yours from frnn small")
 
 
 def test_nan_matches_only_nan():
@@ -120,6 +165,7 @@ def test_update_replaces_the_reference(dirs):
     result = check("--results-dir", str(results), "--reference", str(reference), "--update")
     assert result.exit_code == 0, result.output
     assert "now holds 1 results; removed" in result.output and not (reference / "mmnist" / "baseline.csv").exists()
+    assert not (reference / "mmnist" / "baseline.json").exists()
     assert compare(results, reference).ok
 
 
@@ -133,19 +179,21 @@ def test_missing_reference_folder_is_a_clear_error(tmp_path):
     assert result.exit_code == 1 and "reference directory" in result.output and "does not exist" in result.output
 
 
-def test_the_committed_reference_passes_on_itself_and_catches_drift(tmp_path):
-    files = sorted(COMMITTED.glob("*/*.csv"))
-    if not files:
-        pytest.skip("no committed reference under results/reference yet")
-    for path in files:
+@pytest.mark.parametrize("committed", [COMMITTED, COMMITTED.with_name("reference-shipped")], ids=lambda p: p.name)
+def test_the_committed_reference_passes_on_itself_and_catches_drift(tmp_path, committed):
+    files = sorted(committed.glob("*/*.csv"))
+    origins = {path: json.loads(path.with_suffix(".json").read_text()) for path in files}
+    for path, origin in origins.items():
         curves = read_curves(path)
         assert len(curves["step"]) == 10 and (curves["n"] > 0).all(), path
-        cell_from_csv(tmp_path, path.parent.name, path.stem, path.read_text())
-    assert check("--results-dir", str(tmp_path), "--reference", str(COMMITTED)).exit_code == 0
+        assert origin["method"] == path.stem and origin["n_sequences"] == curves["n"].max(), path
+        assert origin["preset"] in ("tiny", "small") and "trained_steps" in origin, path
+        cell_from_csv(tmp_path, path.parent.name, path.stem, path.read_text(), origin)
+    assert check("--results-dir", str(tmp_path), "--reference", str(committed)).exit_code == 0
     edited = tmp_path / "edited.csv"
     shutil.copyfile(files[0], edited)
     edit(edited, 3, "dssim", lambda v: v * 1.02)
-    cell_from_csv(tmp_path, files[0].parent.name, files[0].stem, edited.read_text())
-    result = check("--results-dir", str(tmp_path), "--reference", str(COMMITTED))
+    cell_from_csv(tmp_path, files[0].parent.name, files[0].stem, edited.read_text(), origins[files[0]])
+    result = check("--results-dir", str(tmp_path), "--reference", str(committed))
     drift = [line.split()[:4] for line in result.output.splitlines() if line.endswith("DRIFT")]
     assert result.exit_code == 1 and drift == [[files[0].parent.name, files[0].stem, "dssim", "3"]]

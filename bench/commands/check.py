@@ -21,7 +21,10 @@ _DEFAULTS = ", ".join(f"{m}={rel:g},{abs_:g}" for m, (rel, abs_) in DEFAULT_TOLE
 @click.option("--update", is_flag=True,
               help="Replace the reference with the current results (a deliberate refresh; review and commit it).")
 def command(results_dir: Path, reference_dir: Path, tolerances: tuple[str, ...], all_steps: bool, update: bool) -> None:
-    """Compare every (dataset, method, step, metric) with the reference; exit 1 on drift."""
+    """Compare every (dataset, method, step, metric) with the reference; exit 1 on drift.
+
+    A result made otherwise than the reference (preset, training steps, test sequences) is named as not
+    comparable, and its values are not compared."""
     if update:
         written, removed = update_reference(results_dir, reference_dir)
         click.echo(f"reference {reference_dir} now holds {len(written)} results" +
@@ -31,7 +34,13 @@ def command(results_dir: Path, reference_dir: Path, tolerances: tuple[str, ...],
     click.echo(format_table(result, all_steps))
     if not result.ok:
         drifted = {(d.dataset, d.method) for d in result.failures}
-        click.echo(f"FAILED: {len(result.failures)} values drifted in {len(drifted)} results, "
-                   f"{len(result.problems)} other problems", err=True)
+        verdict = [f"{len(result.failures)} values drifted in {len(drifted)} results"]
+        if result.mismatches:
+            verdict.insert(0, f"{len(result.mismatches)} results not comparable with the reference (made from "
+                              "another preset, number of training steps or of test sequences; their values were "
+                              "not compared: check results made the way the reference was, or make a reference "
+                              "of your own with --update --reference DIR)")
+        verdict.append(f"{len(result.problems)} other problems")
+        click.echo("FAILED: " + ", ".join(verdict), err=True)
         raise SystemExit(1)
     click.echo(f"ok: {len(result.differences)} values within tolerance")
