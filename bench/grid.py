@@ -6,12 +6,13 @@ alone writes results, so a grid's files are the same however it ran. A cell whos
 with the same request (method, preset, settings, dataset options, limit, stride, seed) is skipped
 unless forced, so an interrupted grid re-run finishes only what is missing; a damaged cell is redone.
 
-Faults: before any work, every output folder is checked (:func:`bench.storage.ensure_writable`) and
-the lock of every cell to compute is taken, so a second ``bench run`` on the same cells is refused at
-once, naming the first. A cell that cannot be written at the end is kept in a recovery folder and the
-grid goes on; the run then fails naming the first such cell. ``summary.csv`` is rebuilt after each cell
-and at the end. ``--jobs`` workers (joblib's loky processes) watch their parent and stop when it dies
-(:func:`_die_with_parent`), instead of training on with nobody to take their results.
+Faults: before any work, every cell's raw data are checked (:func:`check_data`), every output folder
+is checked (:func:`bench.storage.ensure_writable`) and the lock of every cell to compute is taken,
+so a second ``bench run`` on the same cells is refused at once, naming the first. A cell that cannot
+be written at the end is kept in a recovery folder and the grid goes on; the run then fails naming
+the first such cell. ``summary.csv`` is rebuilt after each cell and at the end. ``--jobs`` workers
+(joblib's loky processes) watch their parent and stop when it dies (:func:`_die_with_parent`),
+instead of training on with nobody to take their results.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import checkpoint, registry, results, storage
+from . import checkpoint, registry, results, storage, weights
 from .errors import BenchError
 from .runner import EvalResult, evaluate
 from .train import trained_method
@@ -64,6 +65,19 @@ class Cell:
 
     def label(self) -> str:
         return f"{self.method}/{self.preset} on {self.dataset}"
+
+
+def check_data(cell: Cell) -> None:
+    """Refuse the cell at once, before anything is trained or written, when its dataset's raw data are
+    missing: the test split always, the training split too when a checkpoint would be trained (there is
+    none, and no shipped weights apply). Bad names or options raise BenchError too."""
+    dataset = registry.datasets.get(cell.dataset)(data_dir=cell.data_dir, skip_bad=cell.skip_bad,
+                                                  **cell.dataset_options)
+    cls = registry.methods.get(cell.method)
+    path = checkpoint.checkpoint_path(cell.dataset, cell.method, cell.preset, cell.checkpoint_dir)
+    trains = (cell.train and cls.trainable and not path.exists()
+              and (cell.retrain or weights.find(cell.method, cell.preset, cell.dataset, dataset.frame_shape) is None))
+    dataset.check_data(("train", "test") if trains else ("test",))
 
 
 def load_cell(cell: Cell, progress: bool | int = True):
@@ -133,6 +147,8 @@ def run_grid(
         if previous not in (None, "done"):
             echo(f"redoing {cell.label()}: {previous}")
         todo.append(cell)
+    for cell in todo if scheduler is None else ():  # on a cluster, the data are the workers'
+        check_data(cell)
     if todo:  # a re-run with nothing to do needs no writable folder (the summary is still refreshed)
         _check_outputs(todo, results_dir, local_checkpoints=scheduler is None)
     failed: list[BenchError] = []

@@ -145,6 +145,7 @@ def train(
         cls = method_registry.get(method_name)
         if not cls.trainable:
             raise BenchError(f"method {method_name!r} is not trainable; it needs no checkpoint")
+        dataset.check_data(("train",))  # before the checkpoint's folder, lock or log is touched
         path = ckpt.checkpoint_path(dataset.name, method_name, preset, checkpoint_dir)
         if world.is_main:  # the only writer: checks its folder and holds the checkpoint's lock
             storage.ensure_writable(path.parent, "checkpoint folder", "--checkpoint-dir")
@@ -169,8 +170,10 @@ def train(
         if previous is not None:
             ckpt.restore(method, previous, path)  # load_state_dict copies onto the method's device
             start = previous["step"]
-            note = f"; --init-from {init_from} applies only to a new run" if init_from else ""
-            echo(f"Resuming {method_name} ({preset}) from {path} at step {start}{note}.")
+            note = f" (--init-from {init_from} applies only to a new run)" if init_from else ""
+            if start < config["steps"]:
+                echo(f"Resuming {method_name} ({preset}) from {path} at step {start}: training "
+                     f"{config['steps'] - start} more steps to {config['steps']}{note}.")
         elif init_from:
             ckpt.load_weights(method, init_from)
             echo(f"Initialised {method_name} from the weights in {init_from}.")
@@ -245,10 +248,10 @@ def trained_method(
                 f"checkpoint {path} {state} and --no-train is set; train it with "
                 f"`bench train --method {method_name} --dataset {dataset.name} --preset {preset}`"
             )
-        echo(
-            f"Checkpoint {path} {state}: training {method_name} ({preset}) on {dataset.name} "
-            f"for {config['steps']} steps of batch {config['batch_size']} first."
-        )
+        dataset.check_data(("train",))
+        if found is None:  # a resumed run says how many steps remain itself
+            echo(f"Checkpoint {path} is missing: training {method_name} ({preset}) on {dataset.name} "
+                 f"for {config['steps']} steps of batch {config['batch_size']} first.")
         train(method_name, dataset, preset=preset, overrides=overrides, seed=seed, checkpoint_dir=checkpoint_dir,
               device=dev, progress=progress, echo=echo, precision=precision, compile=compile)
         found = ckpt.load(path, method=method_name, preset=preset, frame_shape=frame_shape)
