@@ -2,7 +2,7 @@
 
 Cells: fRNN, PredNet, MCnet and Srivastava (``tiny`` presets, trained first and untimed) on
 Moving MNIST, each evaluated on ``--limit`` test sequences. Prints both wall times and the ratio.
-Usage: ``python benchmarks/bench_grid.py --data-dir ../shared/data/mnist [--limit 400]``.
+Usage: ``python benchmarks/bench_grid.py --data-dir MNIST_DIR [--limit 400]`` (MNIST_DIR: the MNIST files).
 """
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ def ablate(cell: Cell, results_dir: Path, progress: bool = True, echo=print) -> 
     return paths
 
 
-@click.command("ablate")
+@click.command("ablate", short_help="Layer-removal analysis: evaluate METHOD at every depth.")
 @click.option("--method", required=True, help="A method that supports predict(..., depth=k), e.g. frnn.")
 @click.option("--dataset", required=True, help="Dataset name, e.g. mmnist.")
 @preset_option

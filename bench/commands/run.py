@@ -15,7 +15,7 @@ from ._options import (
 )
 
 
-@click.command("run")
+@click.command("run", short_help="Evaluate METHODS on DATASET (training missing checkpoints first).")
 @click.option("--methods", required=True, help="Comma-separated method names, e.g. baseline,frnn.")
 @click.option("--dataset", "datasets", required=True, help="Dataset name (or several, comma-separated).")
 @preset_option

@@ -13,7 +13,7 @@ from ._options import (
 )
 
 
-@click.command("train")
+@click.command("train", short_help="Train METHOD on DATASET, resuming from its last checkpoint.")
 @click.option("--method", required=True, help="Method name, e.g. frnn.")
 @click.option("--dataset", required=True, help="Dataset name, e.g. mmnist.")
 @preset_option
