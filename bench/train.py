@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import functools
 import json
 import math
 import os
 import random
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -59,7 +58,9 @@ from .registry import methods as method_registry
 from .runner import choose_device
 from .speedups import Speedups, compiled
 
-say = functools.partial(click.echo, err=True)
+def say(line: str) -> None:
+    """The default ``echo`` of training messages: a line on standard error (commands pass their own)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def device_for(name: str | torch.device, local_rank: int = 0) -> torch.device:
@@ -432,7 +433,7 @@ def _config(cls: type[Method], preset: str, explicit: dict[str, Any], previous: 
     base = cls.resolve_config(preset, explicit)
     for key in ("steps", "batch_size"):
         if key not in base:
-            raise BenchError(f"method {method_name!r} preset {preset!r} has no {key!r}, so it cannot be trained")
+            raise BenchError(f"method {cls.name!r} preset {preset!r} has no {key!r}, so it cannot be trained")
     if previous is None:
         return base
     for key, value in explicit.items():
