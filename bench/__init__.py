@@ -11,15 +11,22 @@ Python API::
 """
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from . import metrics
-from .dataset import ClipSet, Dataset
 from .errors import BenchError
-from .method import Method
 from .registry import datasets as _datasets
 from .registry import methods as _methods
 from .registry import register_dataset, register_method
+
+if TYPE_CHECKING:
+    from . import metrics
+    from .dataset import ClipSet, Dataset
+    from .method import Method
+
+# Loaded on first use, so ``import bench`` (and the command line's start) does not pay for torch,
+# numpy and the compiled metric kernels: name -> the module that defines it.
+_LAZY = {"metrics": ".metrics", "ClipSet": ".dataset", "Dataset": ".dataset", "Method": ".method"}
 
 __version__ = "0.1.0"
 __all__ = [
@@ -52,3 +59,12 @@ def evaluate(method: Method, dataset: Dataset, **kwargs: Any):
     from .runner import evaluate as _evaluate
 
     return _evaluate(method, dataset, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name], __name__)
+    value = module if name == "metrics" else getattr(module, name)
+    globals()[name] = value
+    return value

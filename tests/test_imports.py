@@ -17,3 +17,10 @@ def test_the_core_does_not_import_click():
     modules = loaded_after("import " + ", ".join(CORE))
     assert "click" not in modules
     assert "bench.cli" not in modules and not any(name.startswith("bench.commands") for name in modules)
+
+
+def test_import_bench_stays_light():
+    """``import bench`` loads no torch, numpy or compiled kernels: they come with the first use."""
+    assert not {"torch", "numpy", "numba", "click"} & loaded_after("import bench")
+    modules = loaded_after("import bench; bench.metrics; bench.Method")
+    assert {"bench.metrics", "bench.method", "torch"} <= modules
