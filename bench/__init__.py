@@ -12,15 +12,22 @@ Python API::
 """
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from . import metrics
-from .dataset import ClipSet, Dataset
 from .errors import BenchError
-from .method import Method
 from .registry import datasets as _datasets
 from .registry import methods as _methods
 from .registry import register_dataset, register_method
+
+if TYPE_CHECKING:
+    from . import metrics
+    from .dataset import ClipSet, Dataset
+    from .method import Method
+
+# Loaded on first use, so ``import bench`` (and the command line's start) does not pay for torch,
+# numpy and the compiled metric kernels: name -> the module that defines it.
+_LAZY = {"metrics": ".metrics", "ClipSet": ".dataset", "Dataset": ".dataset", "Method": ".method"}
 
 __version__ = "0.1.0"
 __all__ = [
@@ -60,3 +67,12 @@ def load_results(results_dir: str = "results", per_sequence: bool = False):
     from .longform import load_results as _load_results
 
     return _load_results(results_dir, per_sequence)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name], __name__)
+    value = module if name == "metrics" else getattr(module, name)
+    globals()[name] = value
+    return value

@@ -9,7 +9,9 @@ A dataset yields uint8 clips ``(T, C, H, W)``:
 Raw data come from ``data_dir``: ``--data-dir``, else ``$BENCH_DATA_DIR/<data_folder>``, else
 ``download_dir`` (``<cache>/data/<data_folder>``), the only folder a dataset may download into. Dataset-specific settings are declared in ``options`` (name -> (type, default, help)) and
 passed as keyword arguments; ``params()`` returns everything that defines the data, for the
-results' metadata and for cache keys.
+results' metadata and for cache keys. ``source`` says where the raw data come from and how
+``data_dir`` is laid out; :meth:`Dataset.check_data` refuses missing data with it, cheaply, so
+commands call it before any training starts or any file is written.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ class Dataset:
     frame_shape: ClassVar[tuple[int, int, int]] = (1, 64, 64)
     data_folder: ClassVar[str] = ""
     options: ClassVar[dict[str, tuple[type, Any, str]]] = {}
+    source: ClassVar[str] = ""  # where the raw data come from and the folder layout ("" for generated data)
     progress: bool = True  # progress bars for long preparation (decoding); off under --quiet
 
     def __init__(
@@ -71,6 +74,14 @@ class Dataset:
 
     def test_clips(self, length: int, stride: int = 1) -> ClipSet:
         raise NotImplementedError
+
+    def check_data(self, splits: Sequence[str] = ("train", "test")) -> None:
+        """Raise :meth:`missing_data` when the raw data of ``splits`` are missing, without decoding or
+        writing anything. The default has nothing to check (generated data)."""
+
+    def missing_data(self, problem: str) -> BenchError:
+        """The error for ``problem`` (one clause), saying where the data come from."""
+        return BenchError(f"{problem}; {self.source}" if self.source else problem)
 
     def verify(self, echo: Callable[[str], Any], jobs: int = 1) -> str | None:
         """Tell ``echo`` which raw files the protocol expects and which are present, missing or

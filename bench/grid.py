@@ -1,17 +1,18 @@
 """Grids of (method, dataset) cells: serial, in parallel processes (joblib), or on a Dask cluster.
 
-A :class:`Cell` is plain data, so it travels to worker processes and cluster nodes; the worker
+Each cell is an :class:`EvalRequest`: plain data, so it travels to worker processes and cluster nodes; the worker
 builds the dataset and method from the registries, evaluates, and returns the result; the caller
 alone writes results, so a grid's files are the same however it ran. A cell whose results exist
 with the same request (method, preset, settings, dataset options, limit, stride, seed) is skipped
 unless forced, so an interrupted grid re-run finishes only what is missing; a damaged cell is redone.
 
-Faults: before any work, every output folder is checked (:func:`bench.storage.ensure_writable`) and
-the lock of every cell to compute is taken, so a second ``bench run`` on the same cells is refused at
-once, naming the first. A cell that cannot be written at the end is kept in a recovery folder and the
-grid goes on; the run then fails naming the first such cell. ``summary.csv`` is rebuilt after each cell
-and at the end. ``--jobs`` workers (joblib's loky processes) watch their parent and stop when it dies
-(:func:`_die_with_parent`), instead of training on with nobody to take their results.
+Faults: before any work, every cell's raw data are checked (:func:`check_data`), every output folder
+is checked (:func:`bench.storage.ensure_writable`) and the lock of every cell to compute is taken,
+so a second ``bench run`` on the same cells is refused at once, naming the first. A cell that cannot
+be written at the end is kept in a recovery folder and the grid goes on; the run then fails naming
+the first such cell. ``summary.csv`` is rebuilt after each cell and at the end. ``--jobs`` workers
+(joblib's loky processes) watch their parent and stop when it dies (:func:`_die_with_parent`),
+instead of training on with nobody to take their results.
 """
 from __future__ import annotations
 
@@ -26,14 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import checkpoint, registry, results, storage
+from . import checkpoint, registry, results, storage, weights
 from .errors import BenchError
 from .runner import EvalResult, evaluate
 from .train import trained_method
 
 
 @dataclass(frozen=True)
-class Cell:
+class EvalRequest:
+    """A request to evaluate one method on one dataset: what to load or train, and how to score it."""
+
     method: str
     dataset: str
     preset: str
@@ -54,8 +57,9 @@ class Cell:
     compile: bool = False
     retrain: bool = False  # never the shipped weights: the user's own checkpoint, trained if missing
 
-    def request(self) -> dict[str, Any]:
-        """What determines this cell's numbers (stored in its metadata; equal requests are skipped)."""
+    def key(self) -> dict[str, Any]:
+        """What determines this request's numbers (stored as ``request`` in the results' metadata;
+        equal keys are skipped)."""
         keys = ("method", "dataset", "preset", "dataset_options", "method_options", "limit", "stride", "seed")
         request = {key: getattr(self, key) for key in keys}
         if self.retrain:  # other weights than a default run's
@@ -66,7 +70,20 @@ class Cell:
         return f"{self.method}/{self.preset} on {self.dataset}"
 
 
-def load_cell(cell: Cell, progress: bool | int = True):
+def check_data(cell: EvalRequest) -> None:
+    """Refuse the cell at once, before anything is trained or written, when its dataset's raw data are
+    missing: the test split always, the training split too when a checkpoint would be trained (there is
+    none, and no shipped weights apply). Bad names or options raise BenchError too."""
+    dataset = registry.datasets.get(cell.dataset)(data_dir=cell.data_dir, skip_bad=cell.skip_bad,
+                                                  **cell.dataset_options)
+    cls = registry.methods.get(cell.method)
+    path = checkpoint.checkpoint_path(cell.dataset, cell.method, cell.preset, cell.checkpoint_dir)
+    trains = (cell.train and cls.trainable and not path.exists()
+              and (cell.retrain or weights.find(cell.method, cell.preset, cell.dataset, dataset.frame_shape) is None))
+    dataset.check_data(("train", "test") if trains else ("test",))
+
+
+def load_request(cell: EvalRequest, progress: bool | int = True):
     """The cell's dataset, its method ready to evaluate (a trainable one loaded from its checkpoint,
     trained first when missing), and metadata about the weights. Bad names or options raise BenchError."""
     dataset = registry.datasets.get(cell.dataset)(
@@ -81,26 +98,26 @@ def load_cell(cell: Cell, progress: bool | int = True):
     return dataset, trained.method, trained.metadata()
 
 
-def run_cell(cell: Cell, progress: bool | int = True, threads: int | None = None) -> EvalResult:
+def run_request(cell: EvalRequest, progress: bool | int = True, threads: int | None = None) -> EvalResult:
     import torch
 
     threads = cell.threads or threads
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(cell.seed)
-    dataset, method, weights = load_cell(cell, progress)
+    dataset, method, weights = load_request(cell, progress)
     return evaluate(
         method, dataset, limit=cell.limit, batch_size=cell.batch_size, device=cell.device,
         stride=cell.stride, progress=progress, threads=threads,
-        metadata={"preset": cell.preset, "request": cell.request(), **weights},
+        metadata={"preset": cell.preset, "request": cell.key(), **weights},
     )
 
 
-def is_done(cell: Cell, results_dir: Path) -> bool:
+def is_done(cell: EvalRequest, results_dir: Path) -> bool:
     return _previous(cell, results_dir) == "done"
 
 
-def _previous(cell: Cell, results_dir: Path) -> str | None:
+def _previous(cell: EvalRequest, results_dir: Path) -> str | None:
     """"done" when the cell's results exist with the same request, ``None`` when there are none, else
     why they are redone."""
     folder = results.cell_folder(results_dir, cell.dataset, cell.method)
@@ -110,18 +127,18 @@ def _previous(cell: Cell, results_dir: Path) -> str | None:
         stored = results.read_cell(folder)
     except results.DamagedCell as error:
         return error.reason
-    return "done" if stored.meta.get("request") == cell.request() else "they were computed with other settings"
+    return "done" if stored.meta.get("request") == cell.key() else "they were computed with other settings"
 
 
 def run_grid(
-    cells: Iterable[Cell],
+    cells: Iterable[EvalRequest],
     results_dir: Path,
     jobs: int = 1,
     scheduler: str | None = None,
     force: bool = False,
     progress: bool = True,
     echo: Callable[[str], None] = print,
-) -> list[Cell]:
+) -> list[EvalRequest]:
     """Run the cells not done yet, writing each cell's results as soon as it finishes."""
     cells = list(cells)
     todo = []
@@ -133,6 +150,8 @@ def run_grid(
         if previous not in (None, "done"):
             echo(f"redoing {cell.label()}: {previous}")
         todo.append(cell)
+    for cell in todo if scheduler is None else ():  # on a cluster, the data are the workers'
+        check_data(cell)
     if todo:  # a re-run with nothing to do needs no writable folder (the summary is still refreshed)
         _check_outputs(todo, results_dir, local_checkpoints=scheduler is None)
     failed: list[BenchError] = []
@@ -141,7 +160,7 @@ def run_grid(
             held.enter_context(results.cell_lock(results.cell_folder(results_dir, cell.dataset, cell.method)))
         if jobs == 1 and scheduler is None:
             for cell in todo:
-                _write(cell, run_cell(cell, progress=progress), results_dir, echo, failed)
+                _write(cell, run_request(cell, progress=progress), results_dir, echo, failed)
         elif todo:
             _run_parallel(todo, results_dir, jobs, scheduler, progress, echo, failed)
     _refresh_summary(results_dir, echo)
@@ -167,7 +186,7 @@ def _run_parallel(todo, results_dir, jobs, scheduler, progress, echo, failed) ->
             _write(cell, outcome, results_dir, echo, failed)
 
 
-def _check_outputs(todo: list[Cell], results_dir: Path, local_checkpoints: bool) -> None:
+def _check_outputs(todo: list[EvalRequest], results_dir: Path, local_checkpoints: bool) -> None:
     """Fail before any work when an output folder cannot be written: the results folder (with room for
     the cells) and each dataset's folder in it, and the folder of each checkpoint that is to be trained
     (where it is local: on a cluster, the workers' training checks it)."""
@@ -184,12 +203,12 @@ def _check_outputs(todo: list[Cell], results_dir: Path, local_checkpoints: bool)
         storage.ensure_writable(folder, "checkpoint folder", "--checkpoint-dir")
 
 
-def _run_remote(cell: Cell, progress: bool | int, threads: int | None, parent: int | None = None):
+def _run_remote(cell: EvalRequest, progress: bool | int, threads: int | None, parent: int | None = None):
     """Worker side: return user errors as values so they keep their one-sentence message."""
     if parent is not None:
         _die_with_parent(parent)
     try:
-        return cell, run_cell(cell, progress=progress, threads=threads)
+        return cell, run_request(cell, progress=progress, threads=threads)
     except BenchError as error:
         return cell, BenchError(f"{cell.label()}: {error}")
 
@@ -215,7 +234,7 @@ def _die_with_parent(parent: int, grace: float = 30.0) -> None:
     threading.Thread(target=watch, name="vpbench-parent-watch", daemon=True).start()
 
 
-def _write(cell: Cell, result: EvalResult, results_dir: Path, echo: Callable[[str], None],
+def _write(cell: EvalRequest, result: EvalResult, results_dir: Path, echo: Callable[[str], None],
            failed: list[BenchError]) -> None:
     """Commit the cell and rebuild the summary; a cell that cannot be written is kept elsewhere (the error
     says where) and recorded in ``failed`` so that the other cells still run."""

@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import functools
 import json
 import math
 import os
 import random
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -59,7 +58,9 @@ from .registry import methods as method_registry
 from .runner import choose_device
 from .speedups import Speedups, compiled
 
-say = functools.partial(click.echo, err=True)
+def say(line: str) -> None:
+    """The default ``echo`` of training messages: a line on standard error (commands pass their own)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def device_for(name: str | torch.device, local_rank: int = 0) -> torch.device:
@@ -145,6 +146,7 @@ def train(
         cls = method_registry.get(method_name)
         if not cls.trainable:
             raise BenchError(f"method {method_name!r} is not trainable; it needs no checkpoint")
+        dataset.check_data(("train",))  # before the checkpoint's folder, lock or log is touched
         path = ckpt.checkpoint_path(dataset.name, method_name, preset, checkpoint_dir)
         if world.is_main:  # the only writer: checks its folder and holds the checkpoint's lock
             storage.ensure_writable(path.parent, "checkpoint folder", "--checkpoint-dir")
@@ -169,8 +171,10 @@ def train(
         if previous is not None:
             ckpt.restore(method, previous, path)  # load_state_dict copies onto the method's device
             start = previous["step"]
-            note = f"; --init-from {init_from} applies only to a new run" if init_from else ""
-            echo(f"Resuming {method_name} ({preset}) from {path} at step {start}{note}.")
+            note = f" (--init-from {init_from} applies only to a new run)" if init_from else ""
+            if start < config["steps"]:
+                echo(f"Resuming {method_name} ({preset}) from {path} at step {start}: training "
+                     f"{config['steps'] - start} more steps to {config['steps']}{note}.")
         elif init_from:
             ckpt.load_weights(method, init_from)
             echo(f"Initialised {method_name} from the weights in {init_from}.")
@@ -245,10 +249,10 @@ def trained_method(
                 f"checkpoint {path} {state} and --no-train is set; train it with "
                 f"`bench train --method {method_name} --dataset {dataset.name} --preset {preset}`"
             )
-        echo(
-            f"Checkpoint {path} {state}: training {method_name} ({preset}) on {dataset.name} "
-            f"for {config['steps']} steps of batch {config['batch_size']} first."
-        )
+        dataset.check_data(("train",))
+        if found is None:  # a resumed run says how many steps remain itself
+            echo(f"Checkpoint {path} is missing: training {method_name} ({preset}) on {dataset.name} "
+                 f"for {config['steps']} steps of batch {config['batch_size']} first.")
         train(method_name, dataset, preset=preset, overrides=overrides, seed=seed, checkpoint_dir=checkpoint_dir,
               device=dev, progress=progress, echo=echo, precision=precision, compile=compile)
         found = ckpt.load(path, method=method_name, preset=preset, frame_shape=frame_shape)
@@ -429,7 +433,7 @@ def _config(cls: type[Method], preset: str, explicit: dict[str, Any], previous: 
     base = cls.resolve_config(preset, explicit)
     for key in ("steps", "batch_size"):
         if key not in base:
-            raise BenchError(f"method {method_name!r} preset {preset!r} has no {key!r}, so it cannot be trained")
+            raise BenchError(f"method {cls.name!r} preset {preset!r} has no {key!r}, so it cannot be trained")
     if previous is None:
         return base
     for key, value in explicit.items():

@@ -115,10 +115,28 @@ class VideoDataset(Dataset):
                 shown = [f"    {item}" for item in items[:SHOWN]]
                 more = [f"    ... and {len(items) - SHOWN} more"] if len(items) > SHOWN else []
                 echo("\n".join([f"  {title}: {len(items)}", *shown, *more]))
+        if missing:
+            echo(f"  {self.source}")
         if missing or checked.failures:
             return (f"dataset {self.name!r} in {self.data_dir} is incomplete: "
                     f"{len(missing)} videos missing, {len(checked.failures)} unreadable")
         return None
+
+    def check_data(self, splits: Sequence[str] = ("train", "test")) -> None:
+        """Each split needs a present video; a dataset with ``require_all`` needs them all (unless
+        ``skip_bad``). Only file names are looked at."""
+        videos = self.inventory().videos
+        for split in splits:
+            wanted = [v for v in videos if v.split == split]
+            missing = [v.name for v in wanted if v.path is None]
+            if len(missing) == len(wanted):
+                raise self.missing_data(f"no {split} videos of dataset {self.name!r} found in {self.data_dir} "
+                                        "(set --data-dir)")
+            if missing and self.require_all and not self.skip_bad:
+                raise self.missing_data(
+                    f"{len(missing)} of the {len(wanted)} {self.name} {split} videos are missing from "
+                    f"{self.data_dir}, first {missing[0]} (`bench data verify` lists them; --skip-bad uses the rest)"
+                )
 
     def prepare(self, videos: Sequence[Video], jobs: int = 1, check_only: bool = False) -> Prepared:
         """Decode and cache ``videos`` with ``jobs`` parallel joblib threads (FFmpeg decoding and PIL
@@ -162,7 +180,7 @@ class VideoDataset(Dataset):
                               stacklevel=3)
             wanted = [v for v in wanted if v.path is not None]
         if not any(v.path is not None for v in wanted):
-            raise BenchError(f"no {split} videos of dataset {self.name!r} found in {self.data_dir}")
+            raise self.missing_data(f"no {split} videos of dataset {self.name!r} found in {self.data_dir}")
         prepared = self.prepare(wanted)
         if prepared.failures:
             more = len(prepared.failures) - 1

@@ -2,7 +2,7 @@
 
 Cells: fRNN, PredNet, MCnet and Srivastava (``tiny`` presets, trained first and untimed) on
 Moving MNIST, each evaluated on ``--limit`` test sequences. Prints both wall times and the ratio.
-Usage: ``python benchmarks/bench_grid.py --data-dir ../shared/data/mnist [--limit 400]``.
+Usage: ``python benchmarks/bench_grid.py --data-dir MNIST_DIR [--limit 400]`` (MNIST_DIR: the MNIST files).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 import warnings
 from pathlib import Path
 
-from bench.grid import Cell, run_grid
+from bench.grid import EvalRequest, run_grid
 
 METHODS = ("frnn", "prednet", "villegas", "srivastava")
 
@@ -25,12 +25,12 @@ def main() -> None:
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory() as tmp:
         cells = [
-            Cell(method=m, dataset="mmnist", preset="tiny", data_dir=args.data_dir, limit=args.limit,
+            EvalRequest(method=m, dataset="mmnist", preset="tiny", data_dir=args.data_dir, limit=args.limit,
                  device="cpu", checkpoint_dir=str(Path(tmp) / "ckpt"))
             for m in METHODS
         ]
         quiet = dict(progress=False, echo=lambda _: None)
-        run_grid([Cell(**{**c.__dict__, "limit": 1}) for c in cells], Path(tmp) / "warm", **quiet)  # trains
+        run_grid([EvalRequest(**{**c.__dict__, "limit": 1}) for c in cells], Path(tmp) / "warm", **quiet)  # trains
         seconds = {}
         for jobs in (1, 2, 1, 2):
             start = time.perf_counter()

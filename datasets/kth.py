@@ -1,4 +1,4 @@
-"""KTH human actions with the fRNN preprocessing (spec ``frnn.md`` §6.2, test set §5.4).
+"""KTH human actions (Schuldt et al., ICPR 2004) with the fRNN preprocessing (paper Sec. 4.1).
 
 ``data_dir`` holds the original ``personNN_<action>_dK_uncomp.avi`` files, flat or in per-action
 folders. Per frame: channel 0 of the BGR decode (the blue channel; the videos are gray), 5 px cropped
@@ -64,6 +64,10 @@ class KTH(VideoDataset):
     frame_shape = (1, 64, 80)
     data_folder = "kth"
     require_all = False  # the authors used every .avi present; a partial folder is used, with a warning
+    source = ("KTH is on its official page, https://www.csc.kth.se/cvap/actions/ (Schuldt et al., ICPR 2004): "
+              "unzip its six action archives (boxing.zip ... walking.zip) into one folder, flat or one subfolder "
+              "per action, holding personNN_<action>_dK_uncomp.avi, and pass it as --data-dir or make it "
+              "$BENCH_DATA_DIR/kth")
     options = {
         "segments": (str, "off", "off: whole videos (the paper); on: the segments of 00sequences.txt "
                                  "in the data dir; or the path of such a file"),
@@ -86,7 +90,7 @@ class KTH(VideoDataset):
 
     def inventory(self) -> Inventory:
         if not self.data_dir.is_dir():
-            raise BenchError(f"KTH data directory {self.data_dir} does not exist (set --data-dir)")
+            raise self.missing_data(f"KTH data directory {self.data_dir} does not exist (set --data-dir)")
         found: dict[str, Path] = {}
         extra = []
         for path in sorted([*self.data_dir.glob("*.avi"), *self.data_dir.glob("*/*.avi")]):

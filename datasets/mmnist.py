@@ -1,6 +1,6 @@
 """Moving MNIST: two 28x28 digits bouncing in a 64x64 frame (Srivastava et al., 2015).
 
-Generator (fRNN spec §6.1, after Srivastava's): each digit starts at a uniform position in the
+Generator (fRNN paper Sec. 4.1, after Srivastava et al.'s code): each digit starts at a uniform position in the
 free range [0, 1)^2 (36 = 64 - 28 pixels), with a uniform direction; it moves 0.1 of the free range
 per frame; a coordinate that reaches 0 or 1 is clamped there and its velocity component negated;
 the position is advanced before the first frame is drawn; pixel position = int(36 * pos); digits
@@ -172,6 +172,20 @@ class MovingMNIST(Dataset):
         "test_file": (Path, None, "Srivastava's mnist_test_seq.npy to use as the test set"),
         "test_size": (int, 10_000, "number of generated test sequences"),
     }
+    source = ("the MNIST digits are on http://yann.lecun.com/exdb/mnist/ (train-images-idx3-ubyte.gz, "
+              "t10k-images-idx3-ubyte.gz, in --data-dir or $BENCH_DATA_DIR/mnist) and Srivastava's fixed test set "
+              "mnist_test_seq.npy on http://www.cs.toronto.edu/~nitish/unsupervised_video/")
+
+    no_train_file = False  # set once the training images were found missing (and that was said)
+
+    def check_data(self, splits=("train", "test")) -> None:
+        """Only a ``test_file`` can be missing: digits fall back to the package's copy or a download.
+        For training, finds (or downloads) the training images now, so a warning comes before training."""
+        test_file = self.settings["test_file"]
+        if "test" in splits and test_file and not Path(test_file).is_file():
+            raise self.missing_data(f"Moving MNIST test file {test_file} does not exist")
+        if "train" in splits:
+            self._train_file()
 
     def _path(self, kind: str) -> Path | None:
         stem = FILES[kind][0]
@@ -196,35 +210,40 @@ class MovingMNIST(Dataset):
             return target
         return None
 
-    def _images(self, kind: str) -> np.ndarray | None:
-        """The MNIST images of ``kind`` from the data folder; missing there, the test digits come from the
-        copy inside the package and the training digits are downloaded into the default folder when
-        online (``None`` when they cannot be had)."""
-        path = self._path(kind)
-        if path is None and kind == "test":
-            path = EMBEDDED_DIR / f"{FILES['test'][0]}.gz"
-        elif path is None and self.data_dir == self.download_dir:
-            path = self._download(kind)
-        return None if path is None else read_idx_images(path, FILES[kind][1])
+    def _test_images(self) -> np.ndarray:
+        """The MNIST test images of the data folder, else the copy inside the package."""
+        path = self._path("test") or EMBEDDED_DIR / f"{FILES['test'][0]}.gz"
+        return read_idx_images(path, FILES["test"][1])
 
     def _test_pool(self) -> np.ndarray:
         """The odd-indexed MNIST test digits, the test set's pool whether or not training digits exist."""
         if not hasattr(self, "_test_digits"):
-            self._test_digits = self._images("test")[1::2]
+            self._test_digits = self._test_images()[1::2]
         return self._test_digits
 
+    def _train_file(self) -> Path | None:
+        """The MNIST training-images file, downloaded into the default folder when missing and online;
+        ``None`` when it cannot be had, with a warning the first time only (a data worker gets a copy
+        of this dataset after :meth:`check_data`, so it does not warn again inside the progress bar)."""
+        if self.no_train_file:
+            return None
+        path = self._path("train")
+        if path is None and self.data_dir == self.download_dir:
+            path = self._download("train")
+        if path is None:
+            self.no_train_file = True
+            warnings.warn(
+                f"MNIST training images not found in {self.data_dir}: training uses the even-indexed test "
+                "images (the test set always uses the odd-indexed ones, so the digits are disjoint)",
+                stacklevel=3,
+            )
+        return path
+
     def _train_pool(self) -> np.ndarray:
-        """The MNIST training digits, else (with a warning) the even-indexed test digits. Loaded only
-        when training, so evaluation never downloads or warns."""
-        train = self._images("train")
-        if train is not None:
-            return train
-        warnings.warn(
-            f"MNIST training images not found in {self.data_dir}: training uses the even-indexed test "
-            "images (the test set always uses the odd-indexed ones, so the digits are disjoint)",
-            stacklevel=2,
-        )
-        return self._images("test")[0::2]
+        """The MNIST training digits, else the even-indexed test digits. Loaded only when training, so
+        evaluation never downloads or warns."""
+        path = self._train_file()
+        return self._test_images()[0::2] if path is None else read_idx_images(path, FILES["train"][1])
 
     def train_clips(self, length: int, seed: int) -> Iterator[np.ndarray]:
         pool = self._train_pool()
@@ -259,7 +278,7 @@ class MovingMNIST(Dataset):
                 path = EMBEDDED_DIR / f"{stem}.gz"
                 echo(f"  {kind}: {stem} is missing here; the copy shipped in the package ({path}) is used")
             elif path is None:
-                echo(f"  {kind}: {stem} is missing; training then uses the even-indexed test digits")
+                echo(f"  {kind}: {stem} is missing; training then uses the even-indexed test digits ({self.source})")
                 continue
             try:
                 images = read_idx_images(path, md5)

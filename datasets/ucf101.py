@@ -1,4 +1,4 @@
-"""UCF101 with the fRNN preprocessing (spec ``frnn.md`` §6.3, test set §5.4).
+"""UCF101 (Soomro et al., 2012) with the fRNN preprocessing (paper Sec. 4.1).
 
 ``data_dir`` holds the class folders as the official archive unpacks them
 (``<Class>/v_<Class>_gNN_cNN.avi``, optionally under ``UCF-101/``) and the official split lists in
@@ -85,6 +85,10 @@ class UCF101(VideoDataset):
     sample_every = 2
     stored_width = 85
     test_crop = 2
+    source = ("UCF101 is on its official page, https://www.crcv.ucf.edu/data/UCF101.php (Soomro et al., "
+              "arXiv:1212.0402): unpack UCF101.rar (class folders <Class>/v_<Class>_gNN_cNN.avi, optionally "
+              "under UCF-101/) and the 'Train/Test Splits for Action Recognition' archive (ucfTrainTestlist/) "
+              "into one folder, and pass it as --data-dir or make it $BENCH_DATA_DIR/ucf101")
     options = {
         "split": (str, "1", "official split 1, 2 or 3, or 'paper' (seeded 75/25 per class)"),
         "split_seed": (int, 0, "seed of the 'paper' split's per-class shuffle"),
@@ -111,11 +115,11 @@ class UCF101(VideoDataset):
         for folder in (self.data_dir / LISTS, self.video_root() / LISTS):
             if folder.is_dir():
                 return folder
-        raise BenchError(f"UCF101 split lists ({LISTS}/) not found in {self.data_dir} (set --data-dir)")
+        raise self.missing_data(f"UCF101 split lists ({LISTS}/) not found in {self.data_dir} (set --data-dir)")
 
     def inventory(self) -> Inventory:
         if not self.data_dir.is_dir():
-            raise BenchError(f"UCF101 data directory {self.data_dir} does not exist (set --data-dir)")
+            raise self.missing_data(f"UCF101 data directory {self.data_dir} does not exist (set --data-dir)")
         membership = split_entries(self.list_dir(), str(self.settings["split"]), self.settings["split_seed"])
         root = self.video_root()
         videos = []

@@ -1,7 +1,7 @@
 """fRNN: Folded Recurrent Neural Network (Oliu, Selva, Escalera, ECCV 2018), after the authors' TF1 code.
 
 A stack of double-mapping GRUs (:class:`DGRU`) whose states are shared by the encoder (forward
-gates) and the decoder (backward gates). Schedule (spec section 2.4-2.5):
+gates) and the decoder (backward gates). Schedule (paper Sec. 3.2):
 
 * context frames 1..K: bottom-up through convs, pools and the forward gates only; each dGRU keeps
   the input it saw last (its shared "input-side" state ``u``);
@@ -48,8 +48,7 @@ class DGRU(nn.Module):
     ``encode_step(x, h)``: forward gates over ``[x ; h]`` update the state ``h`` (b channels).
     ``decode_step(u, v)``: backward gates over ``[u ; v]`` update the input-side tensor ``u`` (a channels)
     from the representation ``v`` above. The lower-level tensor comes first in both directions, as in
-    the spec's equations and the authors' ``bconvgru.py`` (the spec's remark that "the updated tensor
-    comes first" in both directions holds only for the backward gates).
+    the paper's dGRU equations (Sec. 3.1) and the authors' ``bconvgru.py``.
     Weights: 3k^2(a+b)b + 3k^2(a+b)a = 3k^2(a^2 + b^2 + 2ab), plus 3b + 3a biases and the b-entry
     learnable initial state.
     """

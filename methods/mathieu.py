@@ -1,6 +1,7 @@
 """Mathieu, Couprie & LeCun (ICLR 2016): multi-scale generator with ℓ1, GDL and adversarial losses.
 
-Spec: ``specs/baselines.md`` §0 and §3. Frames are mapped to [-1, 1]; outputs are tanh.
+After the paper (arXiv:1511.05440) and the authors' Lua-Torch code. Frames are mapped to [-1, 1];
+outputs are tanh.
 
 * **Generator**: four scale networks, coarse to fine, at 1/8, 1/4, 1/2 and 1/1 of the frame.
   Scale 1 predicts ``Ŷ_1 = tanh(G'_1(X_1))``; scale k > 1 refines the upsampled coarser prediction,
@@ -10,9 +11,9 @@ Spec: ``specs/baselines.md`` §0 and §3. Frames are mapped to [-1, 1]; outputs 
 * **Discriminator**: four scale networks, each **conditioned** on the input frames: ``D_k`` sees
   ``[X_k ; Y_k]`` ((K+1)·C channels), "valid" convolutions with ReLU, a 2x2 max-pool, then fully
   connected layers with ReLU and one logit (the sigmoid lives in the BCE-with-logits loss).
-  The spec's parameter counts (17.0 M at 32x32) use these valid convs and a pool at every scale.
-* **Losses** at every scale against the average-pooled target, all as means (the spec's reduction
-  decision): ``Σ_k λ_lp·mean|Y_k - Ŷ_k|^p + λ_gdl·GDL_α(Ŷ_k, Y_k) + λ_adv·BCE(D_k(X_k, Ŷ_k), 1)``
+  With the paper's widths, these valid convs and a pool at every scale, D has 17.0 M parameters at 32x32.
+* **Losses** at every scale against the average-pooled target, all as means (our choice of
+  reduction): ``Σ_k λ_lp·mean|Y_k - Ŷ_k|^p + λ_gdl·GDL_α(Ŷ_k, Y_k) + λ_adv·BCE(D_k(X_k, Ŷ_k), 1)``
   with p = 1, α = 1, λ = (1, 1, 0.05); D minimises ``Σ_k BCE(D_k(X_k, Y_k), 1) + BCE(D_k(X_k, Ŷ_k), 0)``.
 * **Training step**: the clip batch is split in two halves: D is updated on the first half, then G
   on the second (alternating updates on different minibatches; the official code draws a fresh
@@ -24,7 +25,7 @@ Spec: ``specs/baselines.md`` §0 and §3. Frames are mapped to [-1, 1]; outputs 
   = ℓp, ``gradient`` = GDL, ``adversarial``), ``generator`` (G's weighted total), ``discriminator``
   and D's mean real/fake probabilities, ``adv_rec_grad_ratio`` = ‖∂(λ_adv·L_adv)/∂Ŷ‖ /
   ‖∂(λ_lp·L_lp + λ_gdl·L_gdl)/∂Ŷ‖ over the four outputs Ŷ_k, and the mean predicted and target
-  intensity in [0, 1] (the spec's §0.3 collapse check).
+  intensity in [0, 1] (a check for collapse to blank frames).
 * **Prediction**: one frame at a time from the last K frames, fed back and slid 10 times,
   fully convolutional on the whole frame.
 * **Initialisation**: PyTorch's default conv/linear init, U(±1/√fan_in) for weights and biases,
@@ -32,12 +33,12 @@ Spec: ``specs/baselines.md`` §0 and §3. Frames are mapped to [-1, 1]; outputs 
 
 Presets:
 
-* ``paper``: the paper's widths and kernels (spec §3.2 tables), SGD with ρ_G decaying linearly from
+* ``paper``: the paper's widths and kernels (its tables), SGD with ρ_G decaying linearly from
   0.04 to 0.005 over the run (the schedule shape is unspecified) and ρ_D = 0.02, two minibatches
-  of 8 per step. The paper's iteration count is not in the spec; 100k steps is our choice.
+  of 8 per step. 100k steps is our choice.
 * ``small``: every width ÷ 4 (G ≈ 0.8 M, D ≈ 1.1 M), the paper's SGD with lr 0.004 for G (constant:
-  its end value) and 0.002 for D, batch 8, 10,000 steps (the spec suggests 20-50k). Adam 1e-4, the
-  spec's CPU suggestion, collapsed to blank frames (tanh saturated at -1 within 20 steps).
+  its end value) and 0.002 for D, batch 8, 10,000 steps. Adam 1e-4, tried first,
+  collapsed to blank frames (tanh saturated at -1 within 20 steps).
   Measured on bouncing balls (first 200 test sequences): 24 min of training on 2 busy cores,
   10-step MSE 0.0757, PSNR 13.47, DSSIM 0.142, no blank step (copy-last 0.130 / 9.60 / 0.227); the
   discriminator sits at chance (D(real) = D(fake) = 0.50), so the L2 and gradient-difference losses
@@ -48,7 +49,7 @@ Presets:
 * ``tiny``: widths ÷ 16 and a few steps, for tests.
 
 Deviations: D outputs logits and the loss applies the sigmoid (numerically safer, same maths);
-no training through the recursion (the spec marks it optional); dyelax's D-output clipping and
+no training through the recursion (G learns one-frame predictions); dyelax's D-output clipping and
 the official ``advExt='full'`` mismatched pairs are not used (not in the paper).
 """
 from __future__ import annotations

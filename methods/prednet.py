@@ -1,6 +1,6 @@
 """PredNet (Lotter, Kreiman & Cox, ICLR 2017), ported from ``coxlab/prednet`` with its extrapolation mode.
 
-Spec: ``specs/baselines.md`` section 1. Each layer l holds a target A_l, a prediction Â_l, an error
+After the paper (arXiv:1605.08104) and the authors' Keras code. Each layer l holds a target A_l, a prediction Â_l, an error
 E_l and a representation R_l (a ConvLSTM with cell C_l). One time step runs
 
 1. top-down, l = L-1 .. 0: R_l, C_l = ConvLSTM([R_l(t-1), E_l(t-1), Up(R_{l+1}(t))]), gates
@@ -35,7 +35,7 @@ and schedule (batch 4, stage A with nt = 10 for 18,750 updates, stage B for as m
 T0 = 10, where KITTI used nt = 15).
 ``small`` shrinks the widths to (C, 16, 32, 64) (0.77 M parameters) and the schedule to what 2
 idle cores train in about 40 minutes: 3,000 stage-A + 2,000 stage-B updates of batch 4 (0.46 and
-0.90 s each on one thread), within the spec's suggested 5-10k + 5k updates at its lower end.
+0.90 s each on one thread).
 Measured on bouncing balls (first 200 test sequences): 27 min of training on a busy 2-core
 machine, 10-step MSE 0.0087, PSNR 24.65, DSSIM 0.036, no blank step (copy-last 0.130 / 9.60 / 0.227).
 On Moving MNIST (``benchmarks/curves/mmnist-prednet-small.csv``): 25 min on a busy 2-core machine,
@@ -47,7 +47,7 @@ Deviations: the four gate convolutions of a ConvLSTM are one convolution with 4x
 initialised gate by gate with Glorot-uniform and zero biases, which is what four Keras ``Conv2D``
 layers get (numerically equivalent); the best-validation-loss checkpoint selection of the authors'
 scripts is not done (the harness keeps the last weights). No anti-collapse measure is applied
-(spec 1.8): a black-frame collapse on Moving MNIST is reproduced, not hidden.
+(none is in the paper): a black-frame collapse on Moving MNIST is reproduced, not hidden.
 """
 from __future__ import annotations
 

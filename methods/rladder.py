@@ -4,7 +4,7 @@ The one idea changed from :mod:`bench.methods.frnn`: each recurrent layer (:clas
 two states of its own -- an encoder state ``s`` (b channels) and a decoder state ``d`` (a channels,
 the size of the layer's input) -- and each side reads the other as a lateral (bridge) input. Nothing
 is shared, so encoder and decoder must both run at every step and predictions are fed back in
-(spec section 4, after the authors' ``lconvgru`` and ``network/rladder.py``):
+(paper Sec. 4.2, after the authors' ``lconvgru`` and ``network/rladder.py``):
 
 * context frames 1..K-1: a full bottom-up pass, then a full top-down pass; the reconstruction is
   discarded (no loss);

@@ -1,6 +1,6 @@
 """Srivastava, Mansimov & Salakhutdinov (ICML 2015): the composite LSTM autoencoder.
 
-Spec: ``specs/baselines.md`` §0 and §2 (after ``emansim/unsupervised-videos``). Frames are flattened
+After the paper (arXiv:1502.04681) and the authors' code (``emansim/unsupervised-videos``). Frames are flattened
 to vectors of D = C*H*W values in [0, 1]; there are no convolutions.
 
 * **Three stacks** of fully connected LSTM layers (:class:`PeepholeLSTMCell`: Graves' cell with
@@ -8,7 +8,7 @@ to vectors of D = C*H*W values in [0, 1]; there are no convolutions.
   from a zero state. The **reconstruction decoder** and the **future predictor** both start from the
   encoder's final (h, c) of every layer, take an ordinary LSTM step from it, and read out a frame with
   a linear layer from their top hidden state.
-* **Conditional decoders** (``conditional``; the spec's best setting): step 0 has no input; at step
+* **Conditional decoders** (``conditional``; the paper's best Moving MNIST model): step 0 has no input; at step
   k >= 1 the reconstruction decoder gets x_{10-k} and its target is x_{9-k} (the context **in
   reverse order**); the future predictor gets x_{9+k} in training (teacher forcing) and, in
   :meth:`predict`, its own previous output, and its target is x_{10+k}. With ``conditional`` off
@@ -28,9 +28,8 @@ Presets:
   +-1e-4) on **summed** losses, batch 80. The original caps training at 1e7 iterations and
   converges "within a day or two" on a Titan; 100k steps is our budget.
 * ``small``: 128 units (7,547,520 parameters on 64x64 frames: 15 MB shipped in half precision),
-  batch 16, Adam 1e-3 on **mean** losses (the spec's CPU suggestion and a named deviation from the
-  clipped SGD), 16,000 steps (the spec suggests a few times 10k; at 12,000 its bouncing-balls
-  DSSIM still tied copy-last's). Measured (first 200 test sequences; 0.13 s/step on 2 idle cores):
+  batch 16, Adam 1e-3 on **mean** losses (our CPU choice and a named deviation from the
+  clipped SGD), 16,000 steps (at 12,000 its bouncing-balls DSSIM still tied copy-last's). Measured (first 200 test sequences; 0.13 s/step on 2 idle cores):
   Moving MNIST, 20 min of training: 10-step MSE 0.0377, PSNR 14.55, DSSIM 0.194, no blank step
   (copy-last 0.0693 / 11.77 / 0.206), its MSE flat near 0.04 while DSSIM falls from 0.41, i.e. the
   blobs sharpen; bouncing balls, 46 min on a busy machine: MSE 0.104, PSNR 10.96, DSSIM 0.221, no
@@ -38,9 +37,8 @@ Presets:
 * ``tiny``: 16 units, batch 2, 3 steps, for tests.
 
 Deviations and choices: "summed" losses are summed over pixels and steps and averaged over the
-batch, as the original's loss and gradient (both divided by the batch size) are; the spec says
-summed over the batch as well. L2 decay applies to every parameter (peepholes and biases too).
-We follow the spec where a copy of the original ``lstm.py``/``lstm_combo.py`` we read differs: that
+batch, as the original's loss and gradient (both divided by the batch size) are. L2 decay applies to every parameter (peepholes and biases too).
+We follow the paper's description where a copy of the original ``lstm.py``/``lstm_combo.py`` we read differs: that
 copy makes the decoders' step 0 a plain copy of the encoder state (no LSTM step) and, at test time,
 feeds the future predictor its pre-sigmoid read-out (the sigmoid is applied after the loop).
 """

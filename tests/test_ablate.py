@@ -13,7 +13,7 @@ from PIL import Image
 
 import bench
 from bench.cli import main
-from bench.commands.ablate import AtDepth
+from bench.ablate import AtDepth
 from bench.results import step_rows
 
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data" / "mnist"

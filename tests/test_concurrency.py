@@ -78,7 +78,7 @@ def test_a_second_run_on_a_cell_being_written_is_refused_before_any_work(tmp_pat
     try:
         assert ready.wait(600)
         calls = []
-        monkeypatch.setattr("bench.grid.run_cell", lambda *a, **k: calls.append(a))
+        monkeypatch.setattr("bench.grid.run_request", lambda *a, **k: calls.append(a))
         result = CliRunner().invoke(main, ["run", "--methods", "baseline", "--dataset", SQUARES, "--preset", "tiny",
                                            "--quiet", "--results-dir", str(tmp_path)])
     finally:

@@ -186,7 +186,7 @@ def test_results_in_the_old_layout_are_named(tmp_path):
 
 def test_an_unwritable_results_folder_is_refused_before_any_work(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr("bench.grid.run_cell", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr("bench.grid.run_request", lambda *a, **k: calls.append(a))
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / SQUARES).write_text("a file where the dataset's folder goes")
     result = run_baseline(tmp_path / "results")
@@ -198,7 +198,7 @@ def test_an_unwritable_results_folder_is_refused_before_any_work(tmp_path, monke
 
 def test_a_read_only_results_folder_is_refused_before_any_work(tmp_path, tmpfs, monkeypatch):
     calls = []
-    monkeypatch.setattr("bench.grid.run_cell", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr("bench.grid.run_request", lambda *a, **k: calls.append(a))
     folder = tmpfs("read-only", read_only=True)
     result = run_baseline(folder)
     assert result.exit_code == 1 and calls == []
@@ -219,7 +219,7 @@ def test_a_disk_that_fills_during_the_run_keeps_the_results(tmp_path, tmpfs, mon
     import bench.grid
 
     folder = tmpfs("fills", size="9m")
-    evaluate = bench.grid.run_cell
+    evaluate = bench.grid.run_request
 
     def evaluate_then_fill(*args, **kwargs):
         result = evaluate(*args, **kwargs)
@@ -230,7 +230,7 @@ def test_a_disk_that_fills_during_the_run_keeps_the_results(tmp_path, tmpfs, mon
         assert full.value.errno == errno.ENOSPC
         return result
 
-    monkeypatch.setattr(bench.grid, "run_cell", evaluate_then_fill)
+    monkeypatch.setattr(bench.grid, "run_request", evaluate_then_fill)
     result = run_baseline(folder)
     (kept,) = recovered(tmp_path)
     cell = folder / SQUARES / "baseline"

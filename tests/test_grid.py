@@ -12,17 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.grid import Cell, is_done, run_grid
+from bench.grid import EvalRequest, is_done, run_grid
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 PLUGIN_ENV = {"BENCH_PLUGINS": "train_plugins", "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)])}
 
 
-def cells(checkpoints: Path, data_dir: Path | None = None, **settings) -> list[Cell]:
+def cells(checkpoints: Path, data_dir: Path | None = None, **settings) -> list[EvalRequest]:
     common = {"preset": "tiny", "limit": 8, "checkpoint_dir": str(checkpoints), "device": "cpu", "data_dir": data_dir}
     return [
-        Cell(method=m, dataset=d, method_options=settings if m == "train-test-net" else {}, **common)
+        EvalRequest(method=m, dataset=d, method_options=settings if m == "train-test-net" else {}, **common)
         for d in ("train-test-squares", "mmnist") if d != "mmnist" or data_dir
         for m in ("baseline", "train-test-net")
     ]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import pickle
 import warnings
 
 import numpy as np
@@ -110,8 +111,7 @@ def test_training_stream_is_seeded_and_uses_other_digits(mmnist):
     other = next(mmnist.train_clips(20, seed=4))
     np.testing.assert_array_equal(np.stack(first), np.stack(second))
     assert not np.array_equal(first[0], other) and first[0].shape == (20, 1, 64, 64)
-    with pytest.warns(UserWarning, match="even-indexed test images"):
-        train_pool = mmnist._train_pool()
+    train_pool = mmnist._train_pool()  # without the training images: the even-indexed test digits
     test_pool = mmnist._test_pool()
     assert len(train_pool) == len(test_pool) == 5000
     assert not np.shares_memory(train_pool, test_pool)
@@ -125,6 +125,18 @@ def test_missing_training_images_warn_when_training_only(mnist_dir):
         data.test_clips(20)  # evaluation needs no training digits: no warning
     with pytest.warns(UserWarning, match="even-indexed test images"):
         next(data.train_clips(20, seed=0))
+
+
+def test_missing_training_images_warn_once_in_the_data_check(mnist_dir):
+    """`bench train` checks the data before its progress bar starts: the warning comes there, and the
+    training stream (or a data worker's copy of the dataset) does not repeat it inside the bar."""
+    data = bench.get_dataset("mmnist", data_dir=mnist_dir)
+    with pytest.warns(UserWarning, match="even-indexed test images"):
+        data.check_data(("train",))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        next(data.train_clips(20, seed=0))
+        next(pickle.loads(pickle.dumps(data)).train_clips(20, seed=0))
 
 
 def test_test_file_is_transposed_from_time_major(tmp_path):

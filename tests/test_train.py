@@ -84,7 +84,7 @@ def test_resume_continues_at_the_checkpoint_step_and_rewrites_lost_log_rows(tmp_
         handle.write("7,0.5,0.1,10,40\n8,0.4")
     messages = []
     summary = run_train(tmp_path, steps=10, log_every=1, echo=messages.append)
-    assert messages == [f"Resuming {METHOD} (tiny) from {path} at step 6."]
+    assert messages == [f"Resuming {METHOD} (tiny) from {path} at step 6: training 4 more steps to 10."]
     assert (summary.start_step, summary.step) == (6, 10)
     assert [int(row["step"]) for row in log_rows(tmp_path)] == list(range(1, 11))
     assert ckpt.load(path)["step"] == 10
@@ -175,7 +175,8 @@ def test_sigkill_mid_run_then_resume(tmp_path):
 
     messages = []
     summary = run_train(tmp_path, echo=messages.append, **settings)
-    assert messages == [f"Resuming {METHOD} (tiny) from {path} at step {killed_at}."]
+    assert messages == [f"Resuming {METHOD} (tiny) from {path} at step {killed_at}: "
+                        f"training {40 - killed_at} more steps to 40."]
     assert (summary.start_step, summary.step) == (killed_at, 40)
     assert ckpt.load(path)["step"] == 40
     assert [int(row["step"]) for row in log_rows(tmp_path)] == list(range(1, 41))
@@ -248,6 +249,7 @@ def test_trained_method_loads_trains_missing_or_refuses(tmp_path):
         trained_method(METHOD, dataset, "tiny", overrides=longer, checkpoint_dir=tmp_path, train_missing=False)
     assert trained_method(METHOD, dataset, "tiny", overrides=longer, checkpoint_dir=tmp_path, progress=False,
                           echo=messages.append).step == 14
+    assert messages == [f"Resuming {METHOD} (tiny) from {path} at step 12: training 2 more steps to 14."]
     assert trained_method("baseline", dataset, "tiny", checkpoint_dir=tmp_path).checkpoint is None
 
 

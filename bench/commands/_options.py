@@ -1,6 +1,7 @@
-"""Click options and parsers shared by several commands."""
+"""Click options, parsers and the message channel shared by several commands."""
 from __future__ import annotations
 
+import functools
 import json
 
 import click
@@ -20,6 +21,17 @@ def parse_pairs(pairs: tuple[str, ...], what: str) -> dict[str, object]:
         except ValueError:
             out[key] = value
     return out
+
+
+say = functools.partial(click.echo, err=True)  # progress messages: standard error, so stdout stays the result
+
+
+def dataset_settings(pairs: tuple[str, ...], test_file: str | None) -> dict[str, object]:
+    """The ``-o KEY=VALUE`` dataset options, with ``--test-file`` as the ``test_file`` option."""
+    options = parse_pairs(pairs, "-o/--option")
+    if test_file:
+        options["test_file"] = test_file
+    return options
 
 
 def split_names(text: str) -> list[str]:
@@ -55,3 +67,25 @@ compile_option = click.option(
     help="Train through torch.compile (slow first steps; eager with a message where unavailable).",
 )
 device_option = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+
+
+def evaluation_options(command):
+    """The options of the commands that evaluate trained methods (``run``, ``ablate``): test data,
+    checkpoints and outputs."""
+    options = [
+        preset_option, device_option, data_dir_option, dataset_options_option,
+        click.option("--test-file", type=click.Path(dir_okay=False), default=None,
+                     help="A fixed test-set file (Moving MNIST: Srivastava's mnist_test_seq.npy)."),
+        click.option("--limit", type=click.IntRange(min=1), default=None,
+                     help="Evaluate only the first N test sequences."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed for initialisation and training."),
+        click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
+                     help="Where checkpoints live (default: $BENCH_CHECKPOINT_DIR, else checkpoints/)."),
+        click.option("--no-train", is_flag=True, help="Refuse to train a missing checkpoint instead of training it."),
+        click.option("--results-dir", type=click.Path(file_okay=False), default="results", show_default=True),
+        click.option("--quiet", is_flag=True, help="No progress bars."),
+    ]
+    for option in reversed(options):  # decorators apply bottom-up; keep the listed order in --help
+        command = option(command)
+    return command

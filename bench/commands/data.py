@@ -13,7 +13,7 @@ jobs_option = click.option("--jobs", type=click.IntRange(min=1), default=1, show
                            help="Decode videos in N parallel threads.")
 
 
-@click.group("data")
+@click.group("data", short_help="Verify raw dataset files or decode them into the frame cache.")
 def command() -> None:
     """Check raw dataset files (verify) and decode videos into the frame cache (prepare)."""
 

@@ -8,7 +8,7 @@ import click
 from .. import registry
 
 
-@click.command("list")
+@click.command("list", short_help="List methods with their presets and datasets with their options.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def command(as_json: bool) -> None:
     """List methods, their presets, and datasets, their frame shapes and options."""

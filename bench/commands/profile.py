@@ -30,7 +30,7 @@ TABLE = [
 ]
 
 
-@click.command("profile")
+@click.command("profile", short_help="Measure parameters, FLOPs, memory and latency of METHODS.")
 @click.option("--methods", required=True, help="Comma-separated method names, e.g. frnn,rladder.")
 @click.option("--dataset", required=True, help="Dataset whose frame shape to use (its data are not needed).")
 @preset_option

@@ -7,36 +7,24 @@ import click
 
 from .. import registry
 from ..errors import BenchError
-from ..grid import Cell, run_grid
+from ..grid import EvalRequest, run_grid
 from ..runner import choose_preset
 from ._options import (
-    compile_option, data_dir_option, dataset_options_option, device_option, method_settings_option, parse_pairs,
-    precision_option, preset_option, split_names,
+    compile_option, dataset_settings, evaluation_options, method_settings_option, parse_pairs, precision_option, say,
+    split_names,
 )
 
 
-@click.command("run")
+@click.command("run", short_help="Evaluate METHODS on DATASET (training missing checkpoints first).")
 @click.option("--methods", required=True, help="Comma-separated method names, e.g. baseline,frnn.")
 @click.option("--dataset", "datasets", required=True, help="Dataset name (or several, comma-separated).")
-@preset_option
-@device_option
+@evaluation_options
 @precision_option
 @compile_option
-@data_dir_option
-@dataset_options_option
 @method_settings_option
-@click.option("--test-file", type=click.Path(dir_okay=False), default=None,
-              help="A fixed test-set file (Moving MNIST: Srivastava's mnist_test_seq.npy).")
 @click.option("--test-stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Start stride of the test windows of video datasets.")
 @click.option("--skip-bad", is_flag=True, help="Warn about unreadable videos and evaluate the rest.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N test sequences.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for initialisation and training.")
-@click.option("--results-dir", type=click.Path(file_okay=False), default="results", show_default=True)
-@click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None,
-              help="Where checkpoints live (default: checkpoints/).")
-@click.option("--no-train", is_flag=True, help="Refuse to train a missing checkpoint instead of training it.")
 @click.option("--retrain", is_flag=True,
               help="Do not use the weights shipped with vpbench: use or train your own checkpoint.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
@@ -46,7 +34,6 @@ from ._options import (
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
               help="Run the cells on a Dask distributed cluster.")
 @click.option("--force", is_flag=True, help="Redo cells whose results already exist with the same settings.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(methods, datasets, preset, device, precision, compile_step, data_dir, dataset_options, method_settings, test_file,
             test_stride, skip_bad, limit, batch_size, seed, results_dir, checkpoint_dir, no_train, retrain, jobs,
             threads, scheduler, force, quiet):
@@ -57,14 +44,12 @@ def command(methods, datasets, preset, device, precision, compile_step, data_dir
     always runs in fp32.
     """
     preset, why = choose_preset(preset)
-    click.echo(f"Using {why}.", err=True)
-    options = parse_pairs(dataset_options, "-o/--option")
-    if test_file:
-        options["test_file"] = test_file
+    say(f"Using {why}.")
+    options = dataset_settings(dataset_options, test_file)
     names = split_names(methods)
     settings = settings_per_method(names, preset, parse_pairs(method_settings, "--set"))
     cells = [
-        Cell(
+        EvalRequest(
             method=method, dataset=dataset, preset=preset, data_dir=data_dir, dataset_options=options,
             method_options=settings[method], limit=limit, stride=test_stride, seed=seed,
             batch_size=batch_size, device=device, skip_bad=skip_bad, checkpoint_dir=checkpoint_dir,
@@ -74,7 +59,7 @@ def command(methods, datasets, preset, device, precision, compile_step, data_dir
         for method in names
     ]
     run_grid(cells, Path(results_dir), jobs=jobs, scheduler=scheduler, force=force, progress=not quiet,
-             echo=lambda line: click.echo(line, err=True))
+             echo=say)
 
 
 def settings_per_method(names: list[str], preset: str, settings: dict) -> dict[str, dict]:

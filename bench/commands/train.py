@@ -6,14 +6,14 @@ import click
 from .. import registry
 from ..distributed import world_from_env
 from ..runner import choose_preset
-from ..train import say, train
+from ..train import train
 from ._options import (
     compile_option, data_dir_option, dataset_options_option, device_option, method_settings_option, parse_pairs,
-    precision_option, preset_option,
+    precision_option, preset_option, say,
 )
 
 
-@click.command("train")
+@click.command("train", short_help="Train METHOD on DATASET, resuming from its last checkpoint.")
 @click.option("--method", required=True, help="Method name, e.g. frnn.")
 @click.option("--dataset", required=True, help="Dataset name, e.g. mmnist.")
 @preset_option
@@ -55,7 +55,7 @@ def command(method, dataset, preset, steps, batch_size, seed, checkpoint_dir, in
         method, data, preset=preset, overrides=parse_pairs(method_settings, "--set"), steps=steps,
         batch_size=batch_size, seed=seed, checkpoint_dir=checkpoint_dir, init_from=init_from, device=device,
         every=checkpoint_every, keep=keep, log_every=log_every, progress=not quiet, precision=precision,
-        compile=compile_step, data_workers=data_workers,
+        compile=compile_step, data_workers=data_workers, echo=say,
     )
     if main:
         click.echo(summary.describe())
