@@ -38,7 +38,8 @@ Presets:
   of 8 per step. 100k steps is our choice.
 * ``small``: every width ÷ 4 (G ≈ 0.8 M, D ≈ 1.1 M), the paper's SGD with lr 0.004 for G (constant:
   its end value) and 0.002 for D, batch 8, 10,000 steps. Adam 1e-4, tried first,
-  collapsed to blank frames (tanh saturated at -1 within 20 steps).
+  collapsed to blank frames (tanh saturated at -1 within 20 steps: the
+  black-background saturation explained in ``villegas``; SGD's steps shrink with the gradient, Adam's do not).
   Measured on bouncing balls (first 200 test sequences): 24 min of training on 2 busy cores,
   10-step MSE 0.0757, PSNR 13.47, DSSIM 0.142, no blank step (copy-last 0.130 / 9.60 / 0.227); the
   discriminator sits at chance (D(real) = D(fake) = 0.50), so the L2 and gradient-difference losses

@@ -23,14 +23,22 @@ Presets: ``paper`` is the released topology (gf = df = 64) and KTH budget (100k 
 batch 8); ``small`` shrinks the widths to gf = df = 16 and the budget to 300 iterations of batch 8
 (far short of the authors' 100k); ``tiny`` (gf = df = 4, 5 iterations) is for tests.
 
-Finding (``small`` on bouncing balls, 2-core CPU): it does not learn. The generator's tanh output
-saturates at -1 (black) within 20 iterations at Adam 1e-3 and within 40 at the paper's 1e-4
-(predicted mean intensity 1e-8 against the target's 0.136; training logs in
-``benchmarks/curves/bouncing_balls-villegas-small-trainlog-lr*.csv``) and stays there: at 500 iterations
-(1e-3) and 920 (1e-4) every predicted step is blank, the L_p term flat at a blank frame's 0.520 on
-[-1, 1]. A saturated tanh passes almost no gradient, so more iterations do not help; whether the
-cause is the shrunken widths, the sparse frames or a porting error is not yet known (the tiny
-preset passes the learnability probe on 32x32 clips), so no budget is claimed for it.
+Finding (``small`` on bouncing balls, 2-core CPU): it does not learn, and the cause is the data's
+black background, not a budget. Bouncing-balls (and Moving MNIST) frames are black almost
+everywhere, -1 on MCnet's scale: the asymptote of its tanh. For those pixels every finite
+pre-activation has a gradient pushing it lower, and Adam steps by about the learning rate however
+small that gradient is; through some twenty un-normalised ReLU layers the steps compound. The
+pre-tanh minimum passes -60 within 45 iterations at Adam 1e-4 (150 at 3e-5; 10 at the paper's
+gf = 64), the output is black everywhere, the saturated tanh passes no gradient and it never
+recovers: at 500 (1e-3) and 920 (1e-4) iterations every predicted step is blank (predicted mean
+intensity 1e-8 against the target's 0.136; ``benchmarks/curves/bouncing_balls-villegas-small-trainlog-lr*.csv``).
+The control, ``benchmarks/mcnet_saturation.py``: the same clips, seed and preset mapped to a gray
+background ([0.25, 0.75]) do not saturate: over 150 iterations the pre-tanh map stays within
+[-1.3, 0.4] and the predicted mean intensity tracks the target's (0.30-0.36 against 0.32) (``benchmarks/curves/bouncing_balls-villegas-small-saturation.csv``).
+The fRNN paper's own MCnet on Moving MNIST shows the same failure in the authors' TensorFlow code:
+its curve sits at the blank frame's MSE (0.0425 at every step). The authors trained only on KTH,
+Weizmann and Sports1M/UCF101, whose backgrounds are not black. No budget is claimed: making it learn here
+would take a change of output layer or data range, and it would no longer be MCnet.
 
 Deviations from the released code:
 
