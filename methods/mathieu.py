@@ -42,7 +42,7 @@ Presets:
   black-background saturation explained in ``villegas``; SGD's steps shrink with the gradient, Adam's do not).
   Measured on bouncing balls (first 200 test sequences): 24 min of training on 2 busy cores,
   10-step MSE 0.0757, PSNR 13.47, DSSIM 0.142, no blank step (copy-last 0.130 / 9.60 / 0.227); the
-  discriminator sits at chance (D(real) = D(fake) = 0.50), so the L2 and gradient-difference losses
+  discriminator sits at chance (D(real) = D(fake) = 0.50), so the ℓ1 and gradient-difference losses
   do the learning. On Moving MNIST the same preset collapses (``benchmarks/curves/mmnist-mathieu-small.csv``):
   23 min, every predicted step blank from the first 1,000 steps to 10,000 (MSE 0.0420, the blank
   frame's), with D winning (D(real) 0.87, D(fake) 0.13); the paper's Moving MNIST result is not
