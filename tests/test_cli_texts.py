@@ -21,7 +21,7 @@ def invoke(*args):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
-@pytest.mark.parametrize("name", ["ablate", "data", "list", "profile", "run", "train"])
+@pytest.mark.parametrize("name", ["ablate", "check", "data", "list", "profile", "report", "run", "train"])
 def test_help_lists_the_command_in_one_uncut_sentence(name):
     line = next(line for line in invoke("--help").output.splitlines() if line.strip().startswith(name + " "))
     summary = line.split(name, 1)[1].strip()

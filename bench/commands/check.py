@@ -10,7 +10,7 @@ from ..check import DEFAULT_TOLERANCES, compare, format_table, parse_tolerance, 
 _DEFAULTS = ", ".join(f"{m}={rel:g},{abs_:g}" for m, (rel, abs_) in DEFAULT_TOLERANCES.items())
 
 
-@click.command("check")
+@click.command("check", short_help="Compare results with the committed reference; exit 1 on drift.")
 @click.option("--results-dir", "--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"),
               show_default=True, help="The results to check.")
 @click.option("--reference", "reference_dir", type=click.Path(path_type=Path), default=Path("results/reference"),

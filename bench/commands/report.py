@@ -8,7 +8,7 @@ import click
 from ..report import write_report
 
 
-@click.command("report")
+@click.command("report", short_help="Write Table 2, Fig. 2, the cost-quality plot and example strips.")
 @click.option("--results-dir", "--results", "results_dir", type=click.Path(path_type=Path), default=Path("results"),
               show_default=True, help="Where `bench run` wrote its <dataset>/<method>/ folders.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
