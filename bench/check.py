@@ -215,9 +215,13 @@ def _differences(compared: dict[tuple[str, str], tuple[dict, dict]],
     merged = long(0).merge(long(1), on=KEYS, suffixes=("_current", "_reference"), validate="one_to_one")
     merged = merged.sort_values(["dataset", "method", "metric", "step"],
                                 key=lambda column: column.map(METRICS.index) if column.name == "metric" else column)
-    return [Difference(row.dataset, row.method, row.metric, int(row.step), float(row.mean_reference),
-                       float(row.mean_current), tolerances[row.metric][1] + tolerances[row.metric][0] * abs(row.mean_reference))
-            for row in merged.itertuples()]
+    differences = []
+    for row in merged.itertuples():
+        rel, abs_ = tolerances[row.metric]
+        reference, current = float(row.mean_reference), float(row.mean_current)
+        differences.append(Difference(row.dataset, row.method, row.metric, int(row.step), reference, current,
+                                      abs_ + rel * abs(reference)))
+    return differences
 
 
 def format_table(result: CheckResult, all_steps: bool = False) -> str:

@@ -3,9 +3,9 @@
 * :func:`fig2`: rows = the datasets present (each titled with its n, the test sequences scored),
   columns = MSE, PSNR, DSSIM (the y labels); x = predicted step; one seaborn line per method with a band
   and error bars of one standard error, both computed from the per-sequence values (:func:`fig2_table`;
-  infinite PSNRs left out, their count in the panel's title), the baseline in black; a dotted vertical line in the method's colour,
-  labelled "<method> blank", from the step at which a method predicts blank frames (so a flat tail is not
-  read as a prediction); ``paper=True`` adds the paper's curves dashed in the same colour (note: for
+  infinite PSNRs left out, their count in the panel's title), the baseline in black; a dotted vertical
+  line in the method's colour, labelled "<method> blank", from the step at which a method predicts blank
+  frames (so a flat tail is not read as a prediction); ``paper=True`` adds the paper's curves dashed in the same colour (note: for
   mathieu and prednet the paper's curves predate its Table 2 and do not average to it).
 * :func:`cost_scatter`: PSNR (10-step mean, SE bars) against FLOPs of one ``predict(10 -> 10)`` (top
   row) and against peak memory of predict (bottom row), one column per dataset; labels kept inside the axes.
