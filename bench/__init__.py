@@ -63,8 +63,8 @@ def evaluate(method: Method, dataset: Dataset, **kwargs: Any):
 
 
 def load_results(results_dir: str = "results", per_sequence: bool = False):
-    """The results under ``results_dir`` as a long pandas DataFrame; see :func:`bench.longform.load_results`."""
-    from .longform import load_results as _load_results
+    """The results under ``results_dir`` as a long pandas DataFrame; see :func:`bench.results.load_results`."""
+    from .results import load_results as _load_results
 
     return _load_results(results_dir, per_sequence)
 

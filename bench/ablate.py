@@ -23,9 +23,10 @@ import torch
 from .errors import BenchError
 from .figures import qualitative_strip, save
 from .grid import EvalRequest, check_data, load_request
+from .longform import step_rows, ten_step_summary
 from .method import Method
+from .protocol import STEP_COLUMNS
 from .registry import methods
-from .results import STEP_COLUMNS, step_rows, ten_step_summary
 from .runner import evaluate
 from .storage import atomic_write, ensure_writable
 

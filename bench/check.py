@@ -1,5 +1,8 @@
 """Drift check: every (dataset, method, step, metric) of a results directory against a committed reference.
 
+Both sides are read as long tables (:func:`bench.longform.long_steps`) and merged on (dataset, method,
+step, metric); each merged row is one :class:`Difference`.
+
 The reference (``results/reference/<dataset>/<method>.csv``) holds one per-step results CSV per cell: a
 cell's ``steps.csv``, and beside it ``<method>.json``: what that result was made from (:func:`made_from`:
 preset, training steps, test sequences scored). (It keeps these flat names rather than the cells' folder
@@ -28,6 +31,7 @@ import numpy as np
 
 from . import results, storage
 from .errors import BenchError
+from .longform import KEYS, labelled, long_steps
 from .protocol import METRICS
 from .results import read_curves
 
@@ -167,6 +171,7 @@ def compare(results_dir: str | Path, reference_dir: str | Path,
     if not current and not reference and not damaged:
         result.problems.append(f"nothing to compare: no results under {results_dir} and no reference files "
                                f"under {reference_dir}")
+    compared = {}  # (dataset, method) -> (current curves, reference curves) of the comparable results
     for key in sorted(set(current) | set(reference)):
         name = f"{key[0]}/{key[1]}"
         if key in skipped:
@@ -190,11 +195,33 @@ def compare(results_dir: str | Path, reference_dir: str | Path,
                 f"{name}: {int(now['psnr_inf'].sum())} infinite PSNRs dropped, "
                 f"the reference {int(ref['psnr_inf'].sum())}"
             )
-        for metric in METRICS:
-            rel, abs_ = tolerances[metric]
-            for step, (r, c) in enumerate(zip(ref[metric], now[metric]), start=1):
-                result.differences.append(Difference(*key, metric, step, float(r), float(c), abs_ + rel * abs(r)))
+        compared[key] = now, ref
+    result.differences = _differences(compared, tolerances)
     return result
+
+
+def _differences(compared: dict[tuple[str, str], tuple[dict, dict]],
+                 tolerances: dict[str, tuple[float, float]]) -> list[Difference]:
+    """Every value of the compared results against its reference: their long tables merged on
+    (dataset, method, step, metric), in the order dataset, method, metric, step."""
+    if not compared:
+        return []
+    import pandas as pd
+
+    def long(side: int):
+        return pd.concat([labelled(long_steps(pair[side]), dataset=key[0], method=key[1])
+                          for key, pair in compared.items()], ignore_index=True)
+
+    merged = long(0).merge(long(1), on=KEYS, suffixes=("_current", "_reference"), validate="one_to_one")
+    merged = merged.sort_values(["dataset", "method", "metric", "step"],
+                                key=lambda column: column.map(METRICS.index) if column.name == "metric" else column)
+    differences = []
+    for row in merged.itertuples():
+        rel, abs_ = tolerances[row.metric]
+        reference, current = float(row.mean_reference), float(row.mean_current)
+        differences.append(Difference(row.dataset, row.method, row.metric, int(row.step), reference, current,
+                                      abs_ + rel * abs(reference)))
+    return differences
 
 
 def format_table(result: CheckResult, all_steps: bool = False) -> str:

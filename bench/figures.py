@@ -1,32 +1,40 @@
 """The report's figures: Fig. 2 of the fRNN paper, cost versus quality, and qualitative strips.
 
 * :func:`fig2`: rows = the datasets present (each titled with its n, the test sequences scored),
-  columns = MSE, PSNR, DSSIM (the y labels); x = predicted step; one line per method with a band and
-  error bars of one standard error, the baseline in black; a dotted vertical line in the method's colour,
-  labelled "<method> blank", from the step at which a method predicts blank frames (so a flat tail is not
-  read as a prediction); ``paper=True`` adds the paper's curves dashed in the same colour (note: for
+  columns = MSE, PSNR, DSSIM (the y labels); x = predicted step; one seaborn line per method with a band
+  and error bars of one standard error, both computed from the per-sequence values (:func:`fig2_table`;
+  infinite PSNRs left out, their count in the panel's title), the baseline in black; a dotted vertical
+  line in the method's colour, labelled "<method> blank", from the step at which a method predicts blank
+  frames (so a flat tail is not read as a prediction); ``paper=True`` adds the paper's curves dashed in the same colour (note: for
   mathieu and prednet the paper's curves predate its Table 2 and do not average to it).
 * :func:`cost_scatter`: PSNR (10-step mean, SE bars) against FLOPs of one ``predict(10 -> 10)`` (top
   row) and against peak memory of predict (bottom row), one column per dataset; labels kept inside the axes.
 * :func:`strip_canvas` / :func:`qualitative_strip`: the style of the paper's Figs. 3-6: the last 5
   context frames and the 10 targets, then one row per method with its 10 predictions framed in yellow.
 
-Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot state, no GUI backend).
+Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot state, no GUI backend); seaborn
+draws into its axes.
 """
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from .errors import BenchError
+from .longform import labelled, sequence_table
 from .paper import DATASET_LABELS, METHOD_ORDER, paper_curves
 from .protocol import METRIC_LABELS, METRICS
 from .stats import Cell, blank_step, datasets_of, methods_of, sequence_counts
 from .storage import atomic_write
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 YELLOW = (255, 221, 0)
 WHITE = 255
@@ -49,34 +57,50 @@ Y_LABELS = {"mse": "MSE (lower is better)", "psnr": "PSNR in dB (higher is bette
             "dssim": "DSSIM (lower is better)"}
 
 
+def fig2_table(cells: list[Cell]) -> pd.DataFrame:
+    """Fig. 2's data: the per-sequence long table of ``cells`` (:func:`bench.longform.sequence_table`),
+    one row per (dataset, method, sequence, step, metric) with its ``value``; infinite values (PSNRs of
+    identical frames) are NaN, so they are left out of the means and standard errors, as in ``steps.csv``."""
+    import pandas as pd
+
+    table = pd.concat([labelled(sequence_table(c.per_sequence), dataset=c.dataset, method=c.method) for c in cells],
+                      ignore_index=True)
+    table = table.melt(id_vars=["dataset", "method", "sequence", "step"], value_vars=list(METRICS),
+                       var_name="metric", value_name="value")
+    return table.assign(value=table["value"].where(np.isfinite(table["value"])))
+
+
 def fig2(cells: list[Cell], paper: bool = False) -> Figure:
-    datasets, colors = datasets_of(cells), method_colors(methods_of(cells))
+    """Per dataset (rows) and metric (columns), seaborn line plots of :func:`fig2_table`: each method's mean
+    per step with a band and error bars of one standard error over test sequences."""
+    import seaborn as sns
+
+    datasets, methods, colors = datasets_of(cells), methods_of(cells), method_colors(methods_of(cells))
     counts = sequence_counts(cells)
     reference = paper_curves() if paper else {}
+    table = fig2_table(cells)
     fig = Figure(figsize=(12, 1.2 + 3 * len(datasets)), layout="constrained")
     axes = fig.subplots(len(datasets), len(METRICS), squeeze=False)
-    for row, dataset in enumerate(datasets):
-        for col, metric in enumerate(METRICS):
-            ax = axes[row, col]
-            group = [c for c in cells if c.dataset == dataset]
-            for cell in group:
-                steps, mean, se = cell.curves["step"], cell.curves[metric], cell.curves[f"{metric}_se"]
-                color = colors[cell.method]
-                ax.plot(steps, mean, color=color, marker="o", markersize=3, label=cell.method)
-                if np.isfinite(se).any():  # a band, and error bars that stay visible where the band is thin
-                    ax.fill_between(steps, mean - se, mean + se, color=color, alpha=0.3, linewidth=0)
-                    ax.errorbar(steps, mean, yerr=se, fmt="none", ecolor=color, elinewidth=1, capsize=3)
-                curve = reference.get((dataset, cell.method, metric))
-                if curve is not None:
-                    ax.plot(np.arange(1, len(curve) + 1), curve, color=color, linestyle="--",
-                            label=f"{cell.method} (paper)")
-            _mark_blank_steps(ax, group, colors)
-            ax.set_title(f"{_label(dataset)} (n = {counts[dataset]}): {METRIC_LABELS[metric]}")
-            ax.set_ylabel(Y_LABELS[metric])
-            ax.set_xticks(range(1, 11))
-            ax.grid(alpha=0.3)
-            if row == len(datasets) - 1:
-                ax.set_xlabel("predicted step")
+    for (row, dataset), (col, metric) in itertools.product(enumerate(datasets), enumerate(METRICS)):
+        ax, panel = axes[row, col], table[(table["dataset"] == dataset) & (table["metric"] == metric)]
+        for method in (m for m in methods if (dataset, m) in {(c.dataset, c.method) for c in cells}):
+            data, color = panel[panel["method"] == method], colors[method]
+            sns.lineplot(data=data, x="step", y="value", errorbar="se", err_style="band", color=color, marker="o",
+                         markersize=4, markeredgewidth=0, label=method, legend=False, ax=ax)
+            # error bars too, so the standard error stays visible where the band is thin
+            sns.lineplot(data=data, x="step", y="value", errorbar="se", err_style="bars", color=color, linestyle="",
+                         err_kws={"capsize": 3, "elinewidth": 1}, legend=False, ax=ax)
+            curve = reference.get((dataset, method, metric))
+            if curve is not None:
+                ax.plot(np.arange(1, len(curve) + 1), curve, color=color, linestyle="--", label=f"{method} (paper)")
+        _mark_blank_steps(ax, [c for c in cells if c.dataset == dataset], colors)
+        dropped = int(panel["value"].isna().sum())
+        ax.set_title(f"{_label(dataset)} (n = {counts[dataset]}): {METRIC_LABELS[metric]}"
+                     + (f" ({dropped} infinite left out)" if dropped else ""))
+        ax.set_ylabel(Y_LABELS[metric])
+        ax.set_xlabel("predicted step" if row == len(datasets) - 1 else "")
+        ax.set_xticks(range(1, 11))
+        ax.grid(alpha=0.3)
     handles = {}
     for ax in axes.flat:
         for handle, text in zip(*ax.get_legend_handles_labels()):

@@ -29,6 +29,7 @@ from typing import Any
 
 from . import checkpoint, registry, results, storage, weights
 from .errors import BenchError
+from .longform import ten_step_summary
 from .runner import EvalResult, evaluate
 from .train import trained_method
 
@@ -247,7 +248,7 @@ def _write(cell: EvalRequest, result: EvalResult, results_dir: Path, echo: Calla
             echo(f"Error: {error}")
         failed.append(error)
         return
-    summary = results.ten_step_summary(result.per_sequence)
+    summary = ten_step_summary(result.per_sequence)
     echo(
         f"{cell.label()}: MSE {summary['mse']:.5f}  PSNR {summary['psnr']:.3f}  DSSIM {summary['dssim']:.5f}"
         f"  ({result.metadata['test']['n_sequences']} sequences) -> {folder}"

@@ -53,8 +53,8 @@ from typing import Any
 import numpy as np
 
 from . import locks, storage
+from .longform import LONG_COLUMNS, SEQUENCE_COLUMNS, labelled, long_steps, sequence_table, step_rows, ten_step
 from .errors import BenchError
-from .metrics import finite_mean
 from .protocol import METRICS, STEP_COLUMNS
 
 REQUIRED_COLUMNS = STEP_COLUMNS[:-1]  # psnr_inf came later; older CSVs (and references) lack it
@@ -91,37 +91,6 @@ class StoredCell:
     def examples(self) -> dict[str, np.ndarray]:
         """The saved qualitative examples (``examples_index``, ``_context``, ``_target``, ``_pred``)."""
         return {key: value for key, value in self.arrays.items() if key.startswith("examples_")}
-
-
-def step_rows(per_sequence: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    """The per-step table: means and standard errors over sequences, infinite PSNRs dropped."""
-    stats = {name: finite_mean(per_sequence[name], axis=0) for name in METRICS}
-    n_seq, steps = per_sequence["mse"].shape
-    rows = []
-    for step in range(steps):
-        row: dict[str, Any] = {"step": step + 1}
-        for name in METRICS:
-            mean, se, _ = stats[name]
-            row[name], row[f"{name}_se"] = float(mean[step]), float(se[step])
-        row["n"] = n_seq
-        row["psnr_inf"] = int(n_seq - stats["psnr"][2][step])
-        rows.append(row)
-    return rows
-
-
-def ten_step_summary(per_sequence: dict[str, np.ndarray]) -> dict[str, float]:
-    """Table 2 values: mean of per-step means, with the standard error of per-sequence means."""
-    out: dict[str, float] = {}
-    for name in METRICS:
-        values = np.asarray(per_sequence[name], dtype=np.float64)
-        step_means = finite_mean(values, axis=0)[0]
-        finite = np.where(np.isfinite(values), values, np.nan)
-        with warnings.catch_warnings():  # a sequence whose 10 PSNRs are all infinite gives NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            per_seq = np.nanmean(finite, axis=1)
-        out[name] = float(np.mean(step_means))
-        out[f"{name}_se"] = float(finite_mean(per_seq, axis=0)[1])
-    return out
 
 
 def cell_folder(results_dir: str | os.PathLike, dataset: str, method: str) -> Path:
@@ -316,18 +285,49 @@ def complete_cells(results_dir: str | os.PathLike) -> list[StoredCell]:
     return complete
 
 
+def load_results(results_dir: str | os.PathLike = "results", per_sequence: bool = False):
+    """Every complete result under ``results_dir`` (:func:`complete_cells`) as a :class:`pandas.DataFrame`.
+
+    By default one row per (dataset, method, step, metric): columns ``dataset, method, preset, step,
+    metric, mean, se, n``, the numbers of each result's ``steps.csv``: ``mean`` and ``se`` over test
+    sequences, ``n`` the sequences averaged (for PSNR, those with a finite value: identical frames give an
+    infinite PSNR, which is left out of the mean). With ``per_sequence``, one row per (dataset, method,
+    test sequence, step): columns ``dataset, method, preset, sequence, step, mse, psnr, dssim``, the values
+    as scored (infinite PSNRs kept as ``inf``).
+
+    Example, the Table 2 values (the mean of the 10 per-step means) of a ``bench run``::
+
+        table = bench.load_results("results")
+        table.groupby(["dataset", "method", "metric"])["mean"].mean().unstack("metric")
+    """
+    return _tables(complete_cells(results_dir), per_sequence)
+
+
+def _tables(cells: list[StoredCell], per_sequence: bool = False):
+    """The long per-step (or per-sequence) table of ``cells``, labelled with dataset, method and preset."""
+    import pandas as pd
+
+    if not cells:
+        return pd.DataFrame(columns=SEQUENCE_COLUMNS if per_sequence else LONG_COLUMNS)
+    return pd.concat([labelled(sequence_table(cell.per_sequence) if per_sequence else long_steps(cell.curves),
+                               dataset=cell.dataset, method=cell.method, preset=str(cell.meta.get("preset", "")))
+                      for cell in cells], ignore_index=True)
+
+
 def write_summary(results_dir: str | os.PathLike) -> Path:
-    """Rebuild ``summary.csv`` from the complete cells: one row per (dataset, method): preset, test
-    sequences scored (``n``), 10-step means, SEs, whether the predictions collapsed to blank frames
-    (``collapsed``, ``blank_from_step``), then costs. Holds the summary's lock (waiting for it), so the
-    last rebuild sees every cell."""
+    """Rebuild ``summary.csv`` from the complete cells' long tables: one row per (dataset, method): preset,
+    test sequences scored (``n``), 10-step means and SEs (:func:`bench.longform.ten_step`), whether the
+    predictions collapsed to blank frames (``collapsed``, ``blank_from_step``), then costs. Holds the
+    summary's lock (waiting for it), so the last rebuild sees every cell."""
     target = Path(results_dir) / "summary.csv"
     with locks.exclusive(target, f"summary {target}", LOCK_ADVICE, wait=True):
+        cells = scan(results_dir)[0]
+        table2 = ten_step(_tables(cells), _tables(cells, per_sequence=True)) if cells else None
         rows, cost_keys = [], []
-        for cell in scan(results_dir)[0]:
+        for cell in cells:
             intensity = cell.meta.get("intensity") or {}
             row = {"dataset": cell.dataset, "method": cell.method, "preset": cell.meta.get("preset", ""),
-                   "n": int(cell.curves["n"].max()), **ten_step_summary(cell.per_sequence),
+                   "n": int(cell.curves["n"].max()), **table2.loc[(cell.dataset, cell.method)].to_dict(),
                    "collapsed": _flag(intensity.get("collapsed")), "blank_from_step": intensity.get("blank_from_step")}
             costs = {**cell.meta.get("costs", {})}
             if costs.get("train_steps_per_s") is None and "train_steps_per_s" in costs:

@@ -3,7 +3,7 @@
 * :class:`Cell`: one complete (dataset, method) result (:class:`bench.results.StoredCell`) with its 10-step
   values (the mean of the 10 per-step means, as the fRNN evaluation does) and their standard errors (of the
   per-sequence 10-step means, infinite PSNRs dropped, so correlation across steps counts), both from
-  :func:`bench.results.ten_step_summary` as in ``summary.csv``; :func:`load_cells` reads them all.
+  :func:`bench.longform.ten_step_summary` as in ``summary.csv``; :func:`load_cells` reads them all.
 * **Significance**: per dataset and metric, a Wilcoxon signed-rank test over test sequences of the
   per-sequence 10-step values, between the best method and each other one, Holm-corrected within the
   (dataset, metric) family (:func:`significance`). Both methods must be scored on the same test sequences.
@@ -19,6 +19,7 @@ import numpy as np
 
 from . import results
 from .errors import BenchError
+from .longform import ten_step_summary
 from .paper import DATASET_ORDER, METHOD_ORDER, order_key
 from .protocol import LOWER_IS_BETTER, METRICS
 
@@ -32,7 +33,7 @@ class Cell(results.StoredCell):
     @cached_property
     def summary(self) -> dict[str, float]:
         """10-step values (mean of the per-step means) and their standard errors over sequences."""
-        return results.ten_step_summary(self.per_sequence)
+        return ten_step_summary(self.per_sequence)
 
     def mean(self, metric: str) -> float:
         return self.summary[metric]

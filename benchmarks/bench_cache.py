@@ -10,6 +10,10 @@ MPEG-4 AVI with a moving square), prepares the cache, then times two ways of pro
 Both produce the same clips (checked). Prints the best of ``--repeat`` timings and the ratio.
 
     python benchmarks/bench_cache.py [--dataset kth|ucf101] [--videos 8] [--frames 300] [--repeat 3]
+
+or with pytest-benchmark (KTH-like, 4 videos; the group's table shows each timing's ratio to the fastest):
+
+    pytest benchmarks/bench_cache.py --benchmark-enable
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import bench
 from bench import video
@@ -84,6 +89,32 @@ def best(call, repeat: int) -> tuple[float, float, int]:
     return min(walls), min(cpus), result
 
 
+def prepared(folder: Path, dataset: str, videos: int, frames: int):
+    """(dataset with its cache prepared from freshly written videos, the video paths); checks that the cache
+    gives the clips that decoding gives."""
+    warnings.simplefilter("ignore")  # "n of the 216 test videos are missing": a small folder on purpose
+    paths = sorted(write_videos(folder, dataset, videos, frames))
+    data = bench.get_dataset(dataset, data_dir=folder, cache_dir=folder / "cache")
+    data.progress = False
+    sample = data.test_clips(LENGTH)  # prepares the cache
+    expected = data.build(paths[0])[5:5 + (LENGTH - 1) * data.sample_every + 1:data.sample_every]
+    assert np.array_equal(sample[5], expected[..., data.test_crop:data.test_crop + data.frame_shape[2]])
+    return data, paths
+
+
+@pytest.fixture(scope="module")
+def kth_videos(tmp_path_factory):
+    return prepared(tmp_path_factory.mktemp("videos"), "kth", videos=4, frames=200)
+
+
+@pytest.mark.parametrize("way", ["decode", "cache"])
+def test_test_clips(benchmark, kth_videos, way):
+    data, paths = kth_videos
+    benchmark.group = "every 20-frame test clip of 4 KTH-like videos"
+    count = benchmark(by_decoding, data, paths) if way == "decode" else benchmark(from_cache, data)
+    assert count == len(data.test_clips(LENGTH))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=("kth", "ucf101"), default="kth")
@@ -91,15 +122,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    warnings.simplefilter("ignore")  # "n of the 216 test videos are missing": a small folder on purpose
     with tempfile.TemporaryDirectory() as tmp:
-        paths = sorted(write_videos(Path(tmp), args.dataset, args.videos, args.frames))
-        data = bench.get_dataset(args.dataset, data_dir=tmp, cache_dir=Path(tmp) / "cache")
-        data.progress = False
-        sample = data.test_clips(LENGTH)  # prepares the cache
-        first = data.build(paths[0])
-        expected = first[5:5 + (LENGTH - 1) * data.sample_every + 1:data.sample_every]
-        assert np.array_equal(sample[5], expected[..., data.test_crop:data.test_crop + data.frame_shape[2]])
+        data, paths = prepared(Path(tmp), args.dataset, args.videos, args.frames)
         decode_wall, decode_cpu, n_decoded = best(lambda: by_decoding(data, paths), args.repeat)
         cache_wall, cache_cpu, n_cached = best(lambda: from_cache(data), args.repeat)
         assert n_decoded == n_cached

@@ -14,7 +14,7 @@ from PIL import Image
 import bench
 from bench.cli import main
 from bench.ablate import AtDepth
-from bench.results import step_rows
+from bench.longform import step_rows
 
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data" / "mnist"
 needs_mnist = pytest.mark.skipif(not (DATA / "t10k-images-idx3-ubyte.gz").exists(), reason="no MNIST data in ../shared/data")

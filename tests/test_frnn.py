@@ -220,18 +220,11 @@ def test_depth_zero_repeats_the_conv_autoencoding_of_the_last_frame():
         assert torch.allclose(out[:, k], (expected + 1) / 2)
 
 
-# --- method contract ---------------------------------------------------------------------------
+# --- training ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("frame_shape", SHAPES)
-def test_tiny_predicts_deterministically_in_range_and_trains(frame_shape):
-    model = tiny(frame_shape)
-    ctx = context(frame_shape=frame_shape)
-    with torch.no_grad():
-        out = model.predict(ctx, 10)
-        assert torch.equal(model.predict(ctx, 10), out)
-    assert out.shape == (2, 10, *frame_shape) and out.dtype == torch.float32
-    assert 0 <= out.min() and out.max() <= 1
-    clip = context(frame_shape=frame_shape, length=20, seed=3)
+def test_the_loss_is_the_l1_of_the_ten_predictions_in_signed_range_and_every_parameter_learns():
+    model = tiny((1, 64, 64))
+    clip = context(length=20, seed=3)
     before = [p.detach().clone() for p in model.parameters()]
     with torch.no_grad():
         pred = model.rollout(clip[:, :10] * 2 - 1, 10, len(model.layers))

@@ -6,9 +6,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import bench
+from bench import results
 from bench.errors import BenchError
 from bench.results import read_cell
 from synthetic_results import per_sequence, write_cell
@@ -60,3 +62,16 @@ def test_empty_and_missing_folders(tmp_path):
 def test_import_bench_does_not_import_pandas():
     code = "import sys, bench; print('pandas' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+def test_summary_csv_holds_the_long_tables_ten_step_values(two_cells):
+    root, frnn = two_cells
+    frnn["psnr"][:, 7] = math.inf  # a step without a finite PSNR: no 10-step PSNR, as in Table 2
+    write_cell(root, "mmnist", "frnn", frnn, preset="small")
+    summary = pd.read_csv(results.write_summary(root)).set_index(["dataset", "method"])
+    means = bench.load_results(root).groupby(["dataset", "method", "metric"])["mean"].mean().unstack("metric")
+    assert summary.loc[("kth", "baseline"), "psnr"] == pytest.approx(means.loc[("kth", "baseline"), "psnr"])
+    assert summary.loc[("mmnist", "frnn"), "mse"] == pytest.approx(frnn["mse"].mean())
+    assert math.isnan(summary.loc[("mmnist", "frnn"), "psnr"])
+    sequences = np.where(np.isfinite(frnn["dssim"]), frnn["dssim"], np.nan).mean(axis=1)
+    assert summary.loc[("mmnist", "frnn"), "dssim_se"] == pytest.approx(sequences.std(ddof=1) / math.sqrt(6))

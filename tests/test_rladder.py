@@ -117,16 +117,9 @@ def test_predictions_are_fed_back_so_the_second_depends_on_the_first():
     assert not torch.allclose(altered[:, 1], reference[:, 1], atol=1e-4)
 
 
-@pytest.mark.parametrize("frame_shape", SHAPES)
-def test_tiny_predicts_deterministically_in_range_and_trains(frame_shape):
-    model = tiny(frame_shape)
-    ctx = context(frame_shape=frame_shape)
-    with torch.no_grad():
-        out = model.predict(ctx, 10)
-        assert torch.equal(model.predict(ctx, 10), out)
-    assert out.shape == (2, 10, *frame_shape) and 0 <= out.min() and out.max() <= 1
-    losses = model.training_step(context(frame_shape=frame_shape, length=20, seed=3))
-    assert set(losses) == {"l1", "mse_signed", "lr"} and all(math.isfinite(v) for v in losses.values())
+def test_training_logs_the_l1_loss_its_signed_mse_and_the_learning_rate():
+    losses = tiny((1, 64, 64)).training_step(context(length=20, seed=3))
+    assert set(losses) == {"l1", "mse_signed", "lr"}
 
 
 @pytest.mark.parametrize("frame_shape", SHAPES)
