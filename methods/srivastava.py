@@ -143,6 +143,7 @@ class Decoder(nn.Module):
 
 @register_method("srivastava")
 class CompositeLSTM(Method):
+    training_only = ("reconstructor",)  # predict() runs the encoder and the future predictor only
     presets = {
         "paper": {
             "steps": 100_000, "batch_size": 80, "units": 2048, "layers": 1, "conditional": True,
