@@ -12,6 +12,7 @@ import bench
 from bench import checkpoint as ckpt
 from bench import weights
 from bench.errors import BenchError
+from bench.registry import methods
 from method_helpers import frames, seeded
 
 
@@ -99,6 +100,14 @@ def test_training_only_state_does_not_change_predictions(name):
                          torch.full_like(tensor, float("nan") if tensor.is_floating_point() else 12345))
         after = method.predict(context, 3)
     assert torch.isnan(before).sum() == 0 and torch.equal(before, after)
+
+
+@pytest.mark.parametrize("entry", weights.manifest(), ids=lambda entry: entry.file)
+def test_every_shipped_file_fits_its_method_and_holds_inference_state_only(entry):
+    payload = weights.load(entry)  # its SHA-256 matches the manifest's
+    method = methods.get(entry.method)(tuple(entry.frame_shape), payload["config"])
+    assert not [key for key in payload["model"] if method.is_training_only(key)]
+    weights.fit(method, payload, entry)
 
 
 @pytest.fixture()
