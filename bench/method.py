@@ -18,6 +18,14 @@ A method is a ``torch.nn.Module`` that sees float frames in [0, 1], batch-first
   hundred steps on a handful of sequences, fits them better than copy-last and a blank frame.
 
 Checkpoints hold ``state_dict()`` plus ``optimizer_state_dict()``.
+
+**Training-only state.** A method names in ``training_only`` the ``state_dict`` key prefixes (whole
+dotted components: ``"discriminator"`` covers ``discriminator.net.0.weight``) that only training reads
+and ``predict`` never does: a GAN's discriminator, a decoder used only by an auxiliary loss, switching
+flags. Its ``progress_buffers`` (training-progress counters) are training-only too. Shipped weights
+(:mod:`bench.weights`) leave these keys out, and loading shipped weights leaves them at their fresh
+initialisation: they are inference state only. A test proves for every method that predictions do
+not change when the training-only tensors hold garbage, so declare a part only when that is true.
 """
 from __future__ import annotations
 
@@ -39,6 +47,7 @@ class Method(nn.Module):
     min_batch_size: ClassVar[int] = 1  # the smallest training batch (a GAN splitting it for D and G needs 2)
     loss_key: ClassVar[str] = "loss"  # the entry of training_step's dict that measures the fit
     progress_buffers: ClassVar[tuple[str, ...]] = ()  # buffers counting training progress (reset by --init-from)
+    training_only: ClassVar[tuple[str, ...]] = ()  # state_dict key prefixes that predict() never reads (not shipped)
 
     def __init__(self, frame_shape: tuple[int, int, int], config: Config):
         super().__init__()
@@ -63,6 +72,12 @@ class Method(nn.Module):
                 raise BenchError(f"method {cls.name!r} has no setting {key!r}; its settings are: {', '.join(config)}")
             config[key] = _like(value, config[key], f"method {cls.name!r}: setting {key!r}")
         return config
+
+    @classmethod
+    def is_training_only(cls, key: str) -> bool:
+        """Whether the ``state_dict`` entry ``key`` is training-only state (see the module's docstring)."""
+        return key in cls.progress_buffers or any(key == prefix or key.startswith(prefix + ".")
+                                                  for prefix in cls.training_only)
 
     @property
     def device(self) -> torch.device:

@@ -27,7 +27,8 @@ outputs are tanh.
   ‖∂(λ_lp·L_lp + λ_gdl·L_gdl)/∂Ŷ‖ over the four outputs Ŷ_k, and the mean predicted and target
   intensity in [0, 1] (a check for collapse to blank frames).
 * **Prediction**: one frame at a time from the last K frames, fed back and slid 10 times,
-  fully convolutional on the whole frame.
+  fully convolutional on the whole frame. It runs the generator alone: the discriminator is
+  training-only state (``training_only``), left out of shipped weights.
 * **Initialisation**: PyTorch's default conv/linear init, U(±1/√fan_in) for weights and biases,
   equals Lua-Torch's ``SpatialConvolution`` default, so nothing is overridden.
 
@@ -185,6 +186,7 @@ class Mathieu(Method):
     min_batch_size = 2  # one half of the batch trains D, the other G
     loss_key = "reconstruction"
     progress_buffers = ("updates",)
+    training_only = ("discriminator",)  # predict() runs the generator alone
     presets = {
         "paper": {"steps": 100_000, "batch_size": 16, "width": 1.0, "optimizer": "sgd",
                   "lr_g": 0.04, "lr_g_end": 0.005, "lr_d": 0.02, **_COMMON},

@@ -12,7 +12,9 @@ Training (``training_step``): G loss = alpha * (L_p + L_gdl) + beta * L_GAN, whe
 [-1, 1], L_gdl the gradient difference loss (alpha 1) on [0, 1] and L_GAN the non-saturating BCE of
 the conditional discriminator, which sees the C*(K+T) channels of [observed ; future] frames and
 keeps batch-norm on batch statistics. Adam(lr 1e-4, beta1 0.5) for both nets; the authors' sticky
-margin-0.3 switching decides which of D and G update.
+margin-0.3 switching decides which of D and G update. ``predict`` runs the generator alone: the
+discriminator and the switching flags are training-only state (``training_only``), left out of
+shipped weights.
 
 ``beta`` is a config entry; ``None`` (the presets' value) applies the rule of
 :func:`adversarial_weight`: RGB frames get 0.001 (the authors' Sports1M/UCF101 value); grayscale
@@ -237,6 +239,7 @@ class Discriminator(nn.Module):
 @register_method("villegas")
 class MCnet(Method):
     loss_key = "reconstruction"
+    training_only = ("discriminator", "update_flags")  # predict() runs the generator alone
     presets = {
         "paper": {"steps": 100_000, "batch_size": 8, "gf": 64, "df": 64, "lr": 1e-4, "beta1": 0.5,
                   "alpha": 1.0, "beta": None, "margin": 0.3},

@@ -8,6 +8,13 @@ sequences, keeps half precision only when every per-step mean of every metric is
 check``'s default tolerances of the float32 one (else ships float32), and writes
 ``bench/weights/<dataset>/<method>-<preset>.pt`` (inference state only) with its manifest entry:
 ``--commit`` is the code that trained it, ``--command`` the ``bench train`` line that reproduces it.
+Training-only tensors (a GAN's discriminator, ...: ``Method.training_only``) are left out.
+
+    python scripts/ship_weights.py --strip-existing
+
+rewrites every shipped file without the training-only tensors it still holds (files shipped before
+they were left out), keeping the tensors' dtype and every manifest field but the SHA-256; the
+predictions do not change (``bench check`` against ``results/reference-shipped`` confirms it).
 """
 from __future__ import annotations
 
@@ -42,11 +49,24 @@ def drift(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint")
-    parser.add_argument("--command", required=True, help="the bench train command that reproduces it")
-    parser.add_argument("--commit", required=True, help="the git commit of the code that trained it")
+    parser.add_argument("checkpoint", nargs="?")
+    parser.add_argument("--command", help="the bench train command that reproduces it")
+    parser.add_argument("--commit", help="the git commit of the code that trained it")
     parser.add_argument("--limit", type=int, default=200)
+    parser.add_argument("--strip-existing", action="store_true",
+                        help="rewrite the shipped files without their training-only tensors, and exit")
     args = parser.parse_args()
+    if args.strip_existing:
+        if args.checkpoint:
+            parser.error("--strip-existing takes no checkpoint")
+        for old in weights.manifest():
+            size = old.path().stat().st_size
+            new = weights.strip(old)
+            print(f"{new.file}: {size / 1e6:.2f} MB -> {new.path().stat().st_size / 1e6:.2f} MB, "
+                  f"sha256 {new.sha256[:16]}...")
+        return
+    if not (args.checkpoint and args.command and args.commit):
+        parser.error("a checkpoint, --command and --commit are required (or --strip-existing)")
 
     checkpoint = ckpt.load(args.checkpoint)
     cls = methods.get(checkpoint["method"])
