@@ -45,6 +45,7 @@ class Dataset:
     frame_shape: ClassVar[tuple[int, int, int]] = (1, 64, 64)
     data_folder: ClassVar[str] = ""
     options: ClassVar[dict[str, tuple[type, Any, str]]] = {}
+    label: ClassVar[str] = ""  # how tables and figures name it ("": its registry name)
     source: ClassVar[str] = ""  # where the raw data come from and the folder layout ("" for generated data)
     progress: bool = True  # progress bars for long preparation (decoding); off under --quiet
 

@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 
 from .errors import BenchError
 from .longform import labelled, sequence_table
-from .paper import DATASET_LABELS, METHOD_ORDER, paper_curves
+from .paper import METHOD_ORDER, dataset_label, paper_curves
 from .protocol import METRIC_LABELS, METRICS
 from .stats import Cell, blank_step, datasets_of, methods_of, sequence_counts
 from .storage import atomic_write
@@ -49,8 +49,6 @@ def method_colors(methods: list[str]) -> dict[str, str]:
     return {m: _PALETTE[METHOD_ORDER.index(m)] if m in METHOD_ORDER else next(extra) for m in methods}
 
 
-def _label(dataset: str) -> str:
-    return DATASET_LABELS.get(dataset, dataset)
 
 
 Y_LABELS = {"mse": "MSE (lower is better)", "psnr": "PSNR in dB (higher is better)",
@@ -95,7 +93,7 @@ def fig2(cells: list[Cell], paper: bool = False) -> Figure:
                 ax.plot(np.arange(1, len(curve) + 1), curve, color=color, linestyle="--", label=f"{method} (paper)")
         _mark_blank_steps(ax, [c for c in cells if c.dataset == dataset], colors)
         dropped = int(panel["value"].isna().sum())
-        ax.set_title(f"{_label(dataset)} (n = {counts[dataset]}): {METRIC_LABELS[metric]}"
+        ax.set_title(f"{dataset_label(dataset)} (n = {counts[dataset]}): {METRIC_LABELS[metric]}"
                      + (f" ({dropped} infinite left out)" if dropped else ""))
         ax.set_ylabel(Y_LABELS[metric])
         ax.set_xlabel("predicted step" if row == len(datasets) - 1 else "")
@@ -145,7 +143,7 @@ def cost_scatter(cells: list[Cell]) -> Figure | None:
                 ax.set_xscale("symlog", linthresh=min(positive))
             ax.margins(x=0.08, y=0.12)
             _label_points(ax, [(cell.method, x, cell.mean("psnr")) for cell, x in points])
-            ax.set_title(f"{_label(dataset)}: PSNR vs {'FLOPs' if row == 0 else 'memory'}")
+            ax.set_title(f"{dataset_label(dataset)}: PSNR vs {'FLOPs' if row == 0 else 'memory'}")
             ax.set_xlabel(title)
             ax.set_ylabel("PSNR (dB, 10-step mean)")
             ax.grid(alpha=0.3)
@@ -215,7 +213,7 @@ def qualitative_strip(dataset: str, index: int, context: np.ndarray, target: np.
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    ax.set_title(f"{_label(dataset)}, test sequence {index}: context, targets, predictions (yellow)", fontsize=9)
+    ax.set_title(f"{dataset_label(dataset)}, test sequence {index}: context, targets, predictions (yellow)", fontsize=9)
     return fig
 
 

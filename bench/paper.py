@@ -15,7 +15,16 @@ import numpy as np
 
 from .protocol import METRICS
 
-DATASET_LABELS = {"mmnist": "Moving MNIST", "kth": "KTH", "ucf101": "UCF101"}
+
+
+def dataset_label(name: str) -> str:
+    """How tables and figures name dataset ``name``: its plugin's ``label``, else the name itself."""
+    from .registry import UnknownNameError, datasets
+
+    try:
+        return datasets.get(name).label or name
+    except UnknownNameError:  # results of a plugin that is not installed here
+        return name
 
 
 def paper_table() -> dict[tuple[str, str], dict[str, float]]:

@@ -12,7 +12,7 @@ import io
 import math
 from dataclasses import dataclass, field
 
-from .paper import DATASET_LABELS, paper_table
+from .paper import dataset_label, paper_table
 from .protocol import DECIMALS, LOWER_IS_BETTER, METRIC_LABELS, METRICS
 from .stats import ALPHA, Cell, Comparison, best_method, blank_step, datasets_of, methods_of
 
@@ -155,7 +155,7 @@ PAPER_NOTE = "The paper's values (italic) are in bold where they beat the best o
 
 def notes(rows: list[Row], counts: dict[str, str]) -> str:
     """The table's footnote: how to read it, the test sequences per dataset, and the paper rows if any."""
-    scored = "; ".join(f"{DATASET_LABELS.get(d, d)} n = {n}" for d, n in counts.items())
+    scored = "; ".join(f"{dataset_label(d)} n = {n}" for d, n in counts.items())
     paper = any(row.source == "paper" for row in rows)
     return f"Test sequences scored: {scored}. " + NOTES + (" " + PAPER_NOTE if paper else "")
 
@@ -199,8 +199,8 @@ def _cells(row: Row, datasets: list[str], style: Style) -> list[str]:
 
 def table_markdown(rows: list[Row], datasets: list[str], counts: dict[str, str]) -> str:
     columns = [c for d in datasets for c in (
-        [f"{DATASET_LABELS.get(d, d)} {METRIC_LABELS[m]}" for m in METRICS]
-        + [f"{DATASET_LABELS.get(d, d)} {title}" for _, title, *_ in COSTS]
+        [f"{dataset_label(d)} {METRIC_LABELS[m]}" for m in METRICS]
+        + [f"{dataset_label(d)} {title}" for _, title, *_ in COSTS]
     )]
     lines = ["| Method | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for row in rows:
@@ -216,7 +216,7 @@ def table_latex(rows: list[Row], datasets: list[str], counts: dict[str, str]) ->
     """A booktabs table (needs ``booktabs`` and ``graphicx``); each dataset's header states its n."""
     width = len(METRICS) + len(COSTS)
     spec = "l" + ("c" * width) * len(datasets)
-    groups = " & ".join(f"\\multicolumn{{{width}}}{{c}}{{{_tex(DATASET_LABELS.get(d, d))} ($n = {counts[d]}$)}}"
+    groups = " & ".join(f"\\multicolumn{{{width}}}{{c}}{{{_tex(dataset_label(d))} ($n = {counts[d]}$)}}"
                         for d in datasets)
     rules = " ".join(f"\\cmidrule(lr){{{2 + i * width}-{1 + (i + 1) * width}}}" for i in range(len(datasets)))
     names = [METRIC_LABELS[m] for m in METRICS] + [_tex(title) for _, title, *_ in COSTS]

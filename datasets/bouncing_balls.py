@@ -160,6 +160,7 @@ class SimulatedTestSet(ClipSet):
 
 @register_dataset("bouncing_balls")
 class BouncingBalls(Dataset):
+    label = "Bouncing balls"
     options = {
         "balls": (int, 3, "number of balls"),
         "size": (int, 64, "frame side in pixels (square frames)"),

@@ -61,6 +61,7 @@ def parse_sequences(path: Path) -> dict[str, tuple[tuple[int, int], ...]]:
 
 @register_dataset("kth")
 class KTH(VideoDataset):
+    label = "KTH"
     frame_shape = (1, 64, 80)
     data_folder = "kth"
     require_all = False  # the authors used every .avi present; a partial folder is used, with a warning

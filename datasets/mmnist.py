@@ -166,6 +166,7 @@ class FileTestSet(ClipSet):
 
 @register_dataset("mmnist")
 class MovingMNIST(Dataset):
+    label = "Moving MNIST"
     frame_shape = (1, SIZE, SIZE)
     data_folder = "mnist"
     options = {

@@ -80,6 +80,7 @@ def split_entries(list_dir: Path, split: str, seed: int = 0) -> dict[str, str]:
 
 @register_dataset("ucf101")
 class UCF101(VideoDataset):
+    label = "UCF101"
     frame_shape = (3, 64, 80)
     data_folder = "ucf101"
     sample_every = 2

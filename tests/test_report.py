@@ -347,3 +347,12 @@ def test_incomplete_cells_are_not_read(tmp_path):
     (tmp_path / "mmnist" / "frnn" / "meta.json").unlink()
     with pytest.warns(UserWarning, match=r"result mmnist/frnn in .* is damaged: meta.json is missing; left out"):
         assert [c.method for c in load_cells(tmp_path)] == ["baseline"]
+
+
+def test_tables_and_figures_name_datasets_by_their_plugin_label():
+    from bench import list_datasets
+    from bench.paper import dataset_label
+
+    assert dataset_label("bouncing_balls") == "Bouncing balls" and dataset_label("mmnist") == "Moving MNIST"
+    assert dataset_label("a-plugin-not-installed") == "a-plugin-not-installed"
+    assert all(dataset_label(name) != name for name in list_datasets())
