@@ -172,21 +172,44 @@ def restore(method: Method, checkpoint: dict[str, Any], path: Path, *, rng: bool
 
 
 def load_weights(method: Method, path: str | os.PathLike) -> dict[str, Any]:
-    """Initialise ``method`` from another run's weights only (``--init-from``): same method, any
-    preset, dataset or frame shape whose tensors fit. Training-progress counters
-    (``method.progress_buffers``) keep their fresh values, so learning-rate schedules start over."""
+    """Initialise ``method`` from another run's weights only (``--init-from``): a training checkpoint or
+    a shipped weights file (``bench/weights``) of the same method, any preset, dataset or frame shape
+    whose tensors fit. Training-progress counters (``method.progress_buffers``) keep their fresh values,
+    so learning-rate schedules start over; so do the training-only parts a shipped file leaves out
+    (``method.training_only``, e.g. a discriminator), which start from their fresh initialisation."""
     advice = "pass another --init-from file"
-    checkpoint = load(path, method=method.name, advice=advice)
+    checkpoint = _shipped_weights(path, method.name, advice) or load(path, method=method.name, advice=advice)
     state = dict(checkpoint["model"])
     own = method.state_dict()
     for name in method.progress_buffers:  # a new run starts its schedules from the beginning
         state[name] = own[name]
+    for name in own:
+        if name not in state and method.is_training_only(name):
+            state[name] = own[name]
     try:
         method.load_state_dict(state)
     except RuntimeError as error:
         raise BenchError(f"weights in {path} do not fit method {method.name!r} as configured: {misfit(error)}; "
                          f"{advice}") from None
     return checkpoint
+
+
+def _shipped_weights(path: str | os.PathLike, method: str, advice: str) -> dict[str, Any] | None:
+    """The payload of ``path`` if it is a shipped weights file of ``method``, else ``None``."""
+    from .weights import FORMAT as WEIGHTS_FORMAT  # weights builds on this module
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a torch file at all: load() names the problem
+        return None
+    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
+        return None
+    if payload.get("method") != method or "model" not in payload:
+        raise BenchError(f"weights {path} hold method {payload.get('method')!r}, not {method!r}; {advice}")
+    return payload
 
 
 def capture_rng() -> dict[str, Any]:

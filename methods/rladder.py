@@ -19,8 +19,10 @@ fRNN's 8, keeping the paper's 6:12 ratio; same 10,000 steps and learning-rate dr
 parameters). Measured on bouncing balls (first 200 test sequences): 65 min of training on a busy
 2-core machine (0.26 s/step idle, so about 44 min), 10-step MSE 0.0166, PSNR 19.83, DSSIM 0.061, no
 blank step (copy-last 0.130 / 9.60 / 0.227). Fine-tuned on Moving MNIST from those weights
-(``--init-from``), it predicted blank frames from step 3-4 through its first 3,000 steps (MSE 0.040,
-a blank frame's 0.042): the bouncing-balls pre-training is not the identity mapping KTH gives.
+(``--init-from bench/weights/bouncing_balls/rladder-small.pt``) for 10,000 steps (44 min), it still
+fades to blank frames from step 6 (MSE 0.0377, PSNR 14.47, DSSIM 0.129; copy-last 0.0693, a blank
+frame 0.0420; ``benchmarks/curves/mmnist-rladder-small.csv``, reproduced by a second run at 5,000
+steps): the bouncing-balls pre-training is not the identity mapping KTH gives.
 ``predict(..., depth=k)`` drops layers as for fRNN.
 
 Pre-training (paper Sec. 4.3): trained from scratch on Moving MNIST, RLadder collapses to a blank

@@ -132,6 +132,18 @@ def test_export_leaves_out_training_only_state_and_loading_keeps_it_fresh(export
         torch.testing.assert_close(value, expected.to(value.dtype), rtol=0, atol=0, msg=key)
 
 
+def test_init_from_a_shipped_file_keeps_its_weights_and_starts_training_only_parts_fresh(exported_gan):
+    method, entry, root = exported_gan
+    fresh = seeded("mathieu", (1, 32, 32), seed=1)
+    initial = {key: value.clone() for key, value in fresh.state_dict().items()}
+    ckpt.load_weights(fresh, entry.path(root))
+    for key, value in fresh.state_dict().items():
+        expected = initial[key] if method.is_training_only(key) else method.state_dict()[key].half().float()
+        torch.testing.assert_close(value, expected.to(value.dtype), rtol=0, atol=0, msg=key)
+    with pytest.raises(BenchError, match=r"hold method 'mathieu', not 'villegas'; pass another --init-from file$"):
+        ckpt.load_weights(seeded("villegas", (1, 32, 32)), entry.path(root))
+
+
 def test_loading_refuses_any_other_missing_or_foreign_key(exported_gan):
     method, entry, root = exported_gan
     payload = weights.load(entry, root=root)
