@@ -83,6 +83,14 @@ class Difference:
 ORIGIN_KEYS = ("preset", "trained_steps", "n_sequences")  # what a result is made from, in the order told
 
 
+def comparable(reference: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether two results were made alike: same preset, training steps and sequence count (those the
+    reference records). The preset of an untrained method (the copy-last baseline) changes nothing."""
+    untrained = reference.get("trained_steps", 0) is None and current.get("trained_steps") is None
+    return all(current[key] == reference[key] for key in ORIGIN_KEYS
+               if key in reference and not (key == "preset" and untrained))
+
+
 def made_from(meta: dict[str, Any], curves: dict[str, np.ndarray]) -> dict[str, Any]:
     """What a result was made from: method, preset, training steps (``None``: untrained) and the number
     of test sequences scored, from its metadata and per-step CSV."""
@@ -187,7 +195,7 @@ def compare(results_dir: str | Path, reference_dir: str | Path,
             result.problems.append(f"{name}: {len(now['step'])} steps, the reference has {len(ref['step'])}")
             continue
         ref_origin, origin = _reference_origin(reference[key], ref), made_from(current[key].meta, now)
-        if any(origin[k] != ref_origin[k] for k in ORIGIN_KEYS if k in ref_origin):
+        if not comparable(ref_origin, origin):
             result.mismatches.append(Mismatch(*key, ref_origin, origin))
             continue
         if "psnr_inf" in now and "psnr_inf" in ref and not np.array_equal(now["psnr_inf"], ref["psnr_inf"]):

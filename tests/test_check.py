@@ -121,6 +121,15 @@ def test_another_preset_or_training_length_is_named_not_counted_as_drift(dirs):
     assert [m.method for m in compare(results, reference).mismatches] == ["frnn"]  # the preset alone
 
 
+def test_the_preset_of_an_untrained_method_does_not_make_it_incomparable(dirs):
+    results, reference = dirs  # the copy-last baseline has no weights: its presets are the same method
+    write_cell(results, "mmnist", "baseline", per_sequence(1.0, n=20), preset="small")
+    outcome = compare(results, reference)
+    assert outcome.mismatches == [] and outcome.ok
+    write_cell(results, "mmnist", "baseline", per_sequence(1.0, n=30), preset="small")
+    assert [m.method for m in compare(results, reference).mismatches] == ["baseline"]  # other sequences still count
+
+
 def test_a_result_made_like_the_reference_is_compared_and_its_drift_caught(dirs):
     results, reference = dirs
     write_cell(results, "kth", "frnn", per_sequence(2.0, n=20), meta={"trained_steps": 40})
