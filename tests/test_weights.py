@@ -16,14 +16,18 @@ from bench.registry import methods
 from method_helpers import frames, seeded
 
 
+def export_tiny(method, root, **extra):
+    """Ship ``method`` (a ``tiny`` run of 4 steps on bouncing balls) into ``root``: (method, entry, root)."""
+    state = ckpt.pack(method, preset="tiny", dataset="bouncing_balls", step=4, seed=0, **extra)
+    entry = weights.export(state, dtype=torch.float16, command=f"bench train --method {method.name} ...",
+                           commit="abc", root=root)
+    return method, entry, root
+
+
 @pytest.fixture()
 def exported(tmp_path):
     torch.manual_seed(0)
-    method = bench.get_method("frnn", (1, 16, 16), preset="tiny")
-    state = ckpt.pack(method, preset="tiny", dataset="bouncing_balls", step=4, seed=0, train_seconds=90.0)
-    entry = weights.export(state, dtype=torch.float16, command="bench train --method frnn ...", commit="abc",
-                           root=tmp_path)
-    return method, entry, tmp_path
+    return export_tiny(bench.get_method("frnn", (1, 16, 16), preset="tiny"), tmp_path, train_seconds=90.0)
 
 
 def test_export_writes_inference_state_and_a_manifest_entry(exported):
@@ -112,11 +116,7 @@ def test_every_shipped_file_fits_its_method_and_holds_inference_state_only(entry
 
 @pytest.fixture()
 def exported_gan(tmp_path):
-    method = seeded("mathieu", (1, 32, 32))
-    state = ckpt.pack(method, preset="tiny", dataset="bouncing_balls", step=4, seed=0)
-    entry = weights.export(state, dtype=torch.float16, command="bench train --method mathieu ...", commit="abc",
-                           root=tmp_path)
-    return method, entry, tmp_path
+    return export_tiny(seeded("mathieu", (1, 32, 32)), tmp_path)
 
 
 def test_export_leaves_out_training_only_state_and_loading_keeps_it_fresh(exported_gan):
