@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from .errors import BenchError
 from .longform import labelled, sequence_table
 from .paper import METHOD_ORDER, dataset_label, paper_curves
-from .protocol import METRIC_LABELS, METRICS
+from .protocol import HORIZON, METRIC_LABELS, METRICS
 from .stats import Cell, blank_step, datasets_of, methods_of, sequence_counts
 from .storage import atomic_write
 
@@ -111,14 +111,15 @@ def fig2(cells: list[Cell], paper: bool = False) -> Figure:
 
 def _mark_blank_steps(ax, cells: list[Cell], colors: dict[str, str]) -> None:
     """A dotted vertical line, labelled "<method> blank", at the step from which each method of ``cells``
-    predicts blank frames; the labels stack down from the top of the axes."""
+    predicts blank frames; the labels stack down from the top of the axes, right of the line, or left of
+    it for a step in the second half (so that the label stays inside the axes)."""
     marked = [(cell, step) for cell in cells if (step := blank_step(cell)) is not None]
     for row, (cell, step) in enumerate(marked):
-        color = colors[cell.method]
+        color, late = colors[cell.method], step > HORIZON / 2
         ax.axvline(step, color=color, linestyle=":", linewidth=1.5)
         ax.annotate(f"{cell.method} blank →", (step, 1), xycoords=("data", "axes fraction"),
-                    xytext=(3, -4 - 11 * row), textcoords="offset points", ha="left", va="top", fontsize=7,
-                    color=color)
+                    xytext=(-3 if late else 3, -4 - 11 * row), textcoords="offset points",
+                    ha="right" if late else "left", va="top", fontsize=7, color=color)
 
 
 def cost_scatter(cells: list[Cell]) -> Figure | None:

@@ -155,7 +155,10 @@ def test_fig2_marks_the_steps_from_which_a_method_predicts_blank_frames(two_meth
 
 def test_cost_scatter_labels_stay_inside_the_axes(tmp_path):
     write_grid(tmp_path, datasets=("mmnist",), methods=("baseline", "prednet", "frnn"))
-    fig = figures.cost_scatter(load_cells(tmp_path))
+    assert_labels_inside_axes(figures.cost_scatter(load_cells(tmp_path)))
+
+
+def assert_labels_inside_axes(fig) -> None:
     renderer = FigureCanvasAgg(fig).get_renderer()
     fig.draw(renderer)
     for ax in fig.axes:
@@ -163,6 +166,15 @@ def test_cost_scatter_labels_stay_inside_the_axes(tmp_path):
         for text in ax.texts:
             label = text.get_window_extent(renderer)
             assert box.x0 <= label.x0 and label.x1 <= box.x1, text.get_text()
+
+
+def test_a_blank_mark_at_the_last_step_keeps_its_label_inside_the_axes(two_methods):
+    meta_path = two_methods / "mmnist" / "frnn" / "meta.json"
+    intensity = {"collapsed": False, "blank_from_step": 10}
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "intensity": intensity}))
+    fig = figures.fig2(load_cells(two_methods))
+    assert all([t.get_text() for t in ax.texts] == ["frnn blank →"] for ax in fig.axes)
+    assert_labels_inside_axes(fig)
 
 
 def test_summary_states_n_collapse_and_training_speed(tmp_path):
