@@ -20,6 +20,7 @@ import numpy as np
 from . import results
 from .errors import BenchError
 from .longform import ten_step_summary
+from .metrics import finite_mean
 from .paper import DATASET_ORDER, METHOD_ORDER, order_key
 from .protocol import LOWER_IS_BETTER, METRICS
 
@@ -43,10 +44,7 @@ class Cell(results.StoredCell):
 
     def sequence_means(self, metric: str) -> np.ndarray:
         """Per-sequence means over the steps, infinite values dropped (NaN where all are infinite)."""
-        values = self.per_sequence[metric]
-        finite = np.isfinite(values)
-        counts = finite.sum(axis=1)
-        return np.where(counts > 0, np.where(finite, values, 0).sum(axis=1) / np.maximum(counts, 1), np.nan)
+        return finite_mean(self.per_sequence[metric], axis=1)[0]
 
     @property
     def preset(self) -> str:
