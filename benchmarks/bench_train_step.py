@@ -12,6 +12,9 @@ Last, ``--steps`` eager steps fed in-process (``--data-workers 0``) show what th
 worker saves: the time each step waits for its batch against the time it computes.
 
     python benchmarks/bench_train_step.py --method frnn --preset small [--steps 10] [--precision fp32]
+
+Under pytest-benchmark (``pytest benchmarks/bench_train_step.py --benchmark-enable``): fRNN ``small``'s
+eager and compiled training steps on one batch, in one group, so the table prints their ratio.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import time
 import warnings
 from pathlib import Path
 
+import pytest
 import torch
 
 import bench
@@ -105,6 +109,24 @@ def main() -> None:
           f"{statistics.median(times['eager']) * 1e3:>10.1f}")
     print(f"{'in-process (0 workers)':<28}{statistics.median(inline_waits) * 1e3:>10.2f}"
           f"{statistics.median(inline_compute) * 1e3:>10.1f}")
+
+
+@pytest.mark.parametrize("kind", ["eager", "compiled"])
+def test_training_step(benchmark, kind):
+    torch.manual_seed(0)
+    method = bench.get_method("frnn", SHAPE, "small")
+    method.train()
+    step, ok = (compiled(method.training_step, torch.device("cpu"), lambda _: None) if kind == "compiled"
+                else (method.training_step, True))
+    if not ok:
+        pytest.skip("torch.compile is not available here")
+    fed = training_batches(digits(), seed=0, batch_size=method.config["batch_size"], device=torch.device("cpu"),
+                           frame_shape=SHAPE, workers=0)
+    batch = next(fed)
+    fed.close()
+    step(batch)  # the compiled copy compiles here, untimed
+    benchmark.group = "fRNN small training step, one batch"
+    benchmark(step, batch)
 
 
 if __name__ == "__main__":
