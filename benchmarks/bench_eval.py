@@ -11,7 +11,9 @@ be identical. Issue 18's goals: under 10 s on 2 idle cores, and under twice that
 
 With ``--rounds N`` each run keeps the fastest of N (kernel, evaluation) pairs.
 
-Usage: ``python benchmarks/bench_eval.py --data-dir DIR [--threads N] [--competitors 1] [--rounds 1]``
+Usage: ``python benchmarks/bench_eval.py --data-dir DIR [--threads N] [--competitors 1] [--rounds 1]``;
+under pytest-benchmark (``pytest benchmarks/bench_eval.py --benchmark-enable``) the evaluation and
+its metric pass alone (read-ahead and kernel) on the first 2,000 test sequences (shipped digits), in one group for their ratio.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import time
 import warnings
 
 import numpy as np
+import pytest
 import torch
 
 import bench
@@ -113,6 +116,19 @@ def main() -> None:
           f"scores identical in both runs: {'yes' if same else 'NO'}")
     if not same:
         sys.exit(1)
+
+
+@pytest.mark.parametrize("part", ["evaluation", "metric pass alone"])
+def test_copy_last_evaluation(benchmark, part):
+    data, limit, batch_size, threads = bench.get_dataset("mmnist"), 2000, 100, default_threads()
+    method = bench.get_method("baseline", data.frame_shape, "tiny")
+    benchmark.group = f"copy-last on Moving MNIST, {limit} sequences"
+    if part == "metric pass alone":  # read-ahead and kernel, no predict, checks or writing
+        benchmark.pedantic(kernel_seconds, args=(data.test_clips(CONTEXT + HORIZON), limit, batch_size, threads),
+                           rounds=3)
+    else:
+        benchmark.pedantic(bench.evaluate, args=(method, data), rounds=3, kwargs=dict(
+            limit=limit, batch_size=batch_size, device="cpu", progress=False, threads=threads))
 
 
 if __name__ == "__main__":
