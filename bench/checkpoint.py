@@ -133,10 +133,14 @@ def load(
     frame_shape: tuple[int, ...] | None = None,
     map_location: str | torch.device = "cpu",
     advice: str = ADVICE,
+    shipped: bool = False,
 ) -> dict[str, Any]:
     """Read and check a checkpoint (``weights_only=True``); refuse one of another method, preset or
     frame shape than given, and name the file when it is missing, damaged or not a checkpoint, ending
-    with ``advice`` (what the user can do about the file)."""
+    with ``advice`` (what the user can do about the file). ``shipped``: a shipped weights file
+    (``bench.weights``, inference state only) is accepted too and returned as it is."""
+    from .weights import FORMAT as SHIPPED_FORMAT  # weights builds on this module
+
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"checkpoint {path} does not exist")
@@ -145,6 +149,10 @@ def load(
     except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, ... on bad files
         raise BenchError(f"checkpoint {path} is damaged or not a vpbench checkpoint: {_reason(error, path)}; "
                          f"{advice}") from None
+    if shipped and isinstance(checkpoint, dict) and checkpoint.get("format") == SHIPPED_FORMAT:
+        if checkpoint.get("method") != method or "model" not in checkpoint:
+            raise BenchError(f"weights {path} hold method {checkpoint.get('method')!r}, not {method!r}; {advice}")
+        return checkpoint
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise BenchError(f"checkpoint {path} is not a vpbench checkpoint (format {FORMAT!r} expected); {advice}")
     missing = [key for key in REQUIRED if key not in checkpoint]
@@ -178,7 +186,7 @@ def load_weights(method: Method, path: str | os.PathLike) -> dict[str, Any]:
     so learning-rate schedules start over; so do the training-only parts a shipped file leaves out
     (``method.training_only``, e.g. a discriminator), which start from their fresh initialisation."""
     advice = "pass another --init-from file"
-    checkpoint = _shipped_weights(path, method.name, advice) or load(path, method=method.name, advice=advice)
+    checkpoint = load(path, method=method.name, advice=advice, shipped=True)
     state = dict(checkpoint["model"])
     own = method.state_dict()
     for name in method.progress_buffers:  # a new run starts its schedules from the beginning
@@ -192,24 +200,6 @@ def load_weights(method: Method, path: str | os.PathLike) -> dict[str, Any]:
         raise BenchError(f"weights in {path} do not fit method {method.name!r} as configured: {misfit(error)}; "
                          f"{advice}") from None
     return checkpoint
-
-
-def _shipped_weights(path: str | os.PathLike, method: str, advice: str) -> dict[str, Any] | None:
-    """The payload of ``path`` if it is a shipped weights file of ``method``, else ``None``."""
-    from .weights import FORMAT as WEIGHTS_FORMAT  # weights builds on this module
-
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # not a torch file at all: load() names the problem
-        return None
-    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
-        return None
-    if payload.get("method") != method or "model" not in payload:
-        raise BenchError(f"weights {path} hold method {payload.get('method')!r}, not {method!r}; {advice}")
-    return payload
 
 
 def capture_rng() -> dict[str, Any]:
