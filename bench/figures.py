@@ -140,8 +140,9 @@ def cost_scatter(cells: list[Cell]) -> Figure | None:
                 ax.errorbar(x, cell.mean("psnr"), yerr=None if math.isnan(se) else se, fmt="o",
                             color=colors[cell.method], label=cell.method, capsize=3)
             positive = [x for _, x in points if x > 0]
-            if positive and max(positive) / min(positive) > 100:
-                ax.set_xscale("symlog", linthresh=min(positive))
+            if positive and max(positive) / min(positive) > 100:  # log, with room for a zero (copy-last)
+                # a decade as the linear range, so its ticks (0, 10^k) sit a decade apart, not on each other
+                ax.set_xscale("symlog", linthresh=10.0 ** math.floor(math.log10(min(positive))))
             ax.margins(x=0.08, y=0.12)
             _label_points(ax, [(cell.method, x, cell.mean("psnr")) for cell, x in points])
             ax.set_title(f"{dataset_label(dataset)}: PSNR vs {'FLOPs' if row == 0 else 'memory'}")

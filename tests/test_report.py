@@ -158,6 +158,23 @@ def test_cost_scatter_labels_stay_inside_the_axes(tmp_path):
     assert_labels_inside_axes(figures.cost_scatter(load_cells(tmp_path)))
 
 
+def test_cost_scatter_log_axis_ticks_do_not_overlap_the_zero_tick(tmp_path):
+    """Copy-last costs 0 FLOPs: a symlog axis whose linear range is not a decade drew "0" on "10^-2"."""
+    write_grid(tmp_path, datasets=("mmnist",), methods=("baseline", "prednet", "frnn"))
+    cells = load_cells(tmp_path)
+    for cell, flops in zip(cells, (0.0, 0.09e9, 50e9)):
+        cell.meta["costs"] = {**cell.meta.get("costs", {}), "predict_flops": flops}
+    fig = figures.cost_scatter(cells)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "symlog"
+    boxes = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()),
+                   key=lambda box: box.x0)
+    assert len(boxes) >= 3
+    assert all(left.x1 < right.x0 for left, right in zip(boxes, boxes[1:]))
+
+
 def assert_labels_inside_axes(fig) -> None:
     renderer = FigureCanvasAgg(fig).get_renderer()
     fig.draw(renderer)
