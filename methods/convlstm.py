@@ -80,7 +80,7 @@ class ConvLSTM(Method):
         "paper": {"hidden": [128, 64, 64], "kernel": 5, "patch": 4, "lr": 1e-3, "decay": 0.9,
                   "steps": 100_000, "batch_size": 16},
         "small": {"hidden": [64, 32, 32], "kernel": 3, "patch": 4, "lr": 1e-3, "decay": 0.9,
-                  "steps": 5000, "batch_size": 8},
+                  "steps": 4000, "batch_size": 8},
         "tiny": {"hidden": [16, 16], "kernel": 3, "patch": 4, "lr": 3e-3, "decay": 0.9,
                  "steps": 4, "batch_size": 2},
     }

@@ -92,7 +92,7 @@ class PredRNN(Method):
         "paper": {"layers": 4, "hidden": 64, "kernel": 5, "patch": 4, "lr": 1e-3,
                   "sampling_steps": 50_000, "steps": 80_000, "batch_size": 8},
         "small": {"layers": 4, "hidden": 32, "kernel": 3, "patch": 4, "lr": 1e-3,
-                  "sampling_steps": 1875, "steps": 3000, "batch_size": 8},
+                  "sampling_steps": 1000, "steps": 1600, "batch_size": 8},
         "tiny": {"layers": 2, "hidden": 16, "kernel": 3, "patch": 4, "lr": 3e-3,
                  "sampling_steps": 100, "steps": 4, "batch_size": 2},
     }

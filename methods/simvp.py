@@ -124,7 +124,7 @@ class SimVP(Method):
         "paper": {"hid_s": 64, "hid_t": 256, "n_s": 4, "n_t": 8, "groups": 8, "lr": 0.01,
                   "steps": 1_250_000, "batch_size": 16},
         "small": {"hid_s": 16, "hid_t": 64, "n_s": 4, "n_t": 4, "groups": 8, "lr": 0.01,
-                  "steps": 5000, "batch_size": 8},
+                  "steps": 3000, "batch_size": 8},
         "tiny": {"hid_s": 8, "hid_t": 32, "n_s": 2, "n_t": 2, "groups": 4, "lr": 0.01,
                  "steps": 4, "batch_size": 2},
     }
