@@ -51,6 +51,15 @@ def test_list_shows_methods_presets_and_datasets():
     assert "baseline" in run("list").output
 
 
+def test_list_shows_every_plugin_summary_whole():
+    """A summary wrapped over two docstring lines is shown whole, not cut at the line break."""
+    listing = json.loads(run("list", "--json").output)
+    docs = {name: info["doc"] for kind in ("methods", "datasets") for name, info in listing[kind].items()}
+    assert {"convlstm", "predrnn", "simvp", "bouncing_balls"} <= set(docs)
+    assert all(doc.endswith(".") and "\n" not in doc for doc in docs.values()), docs
+    assert docs["convlstm"].endswith("NeurIPS 2015), as the paper describes it.")
+
+
 def test_run_baseline_writes_every_result_file(mnist_dir, tmp_path):
     out = tmp_path / "results"
     result = run("run", "--methods", "baseline", "--dataset", "mmnist", "--data-dir", str(mnist_dir),

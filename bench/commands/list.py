@@ -13,7 +13,7 @@ from .. import registry
 def command(as_json: bool) -> None:
     """List methods, their presets, and datasets, their frame shapes and options."""
     methods = {
-        name: {"presets": list(cls.presets), "trainable": cls.trainable, "doc": _first_line(cls)}
+        name: {"presets": list(cls.presets), "trainable": cls.trainable, "doc": _summary(cls)}
         for name in registry.methods.names()
         for cls in [registry.methods.get(name)]
     }
@@ -22,7 +22,7 @@ def command(as_json: bool) -> None:
             "frame_shape": list(cls.frame_shape),
             "options": {key: {"default": str(default) if default is not None else None, "help": text}
                         for key, (_, default, text) in cls.options.items()},
-            "doc": _first_line(cls),
+            "doc": _summary(cls),
         }
         for name in registry.datasets.names()
         for cls in [registry.datasets.get(name)]
@@ -41,7 +41,8 @@ def command(as_json: bool) -> None:
             click.echo(f"      -o {key}=...  {option['help']} (default: {option['default']})")
 
 
-def _first_line(cls) -> str:
+def _summary(cls) -> str:
+    """The docstring's first paragraph on one line: a summary wrapped over lines stays whole."""
     module = __import__(cls.__module__, fromlist=["_"])
     doc = (cls.__doc__ or module.__doc__ or "").strip()
-    return doc.splitlines()[0] if doc else ""
+    return " ".join(doc.split("\n\n")[0].split())
