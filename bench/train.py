@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import math
 import os
 import random
@@ -271,7 +270,7 @@ def _shipped(cls: type[Method], dataset: Dataset, preset: str, overrides: dict[s
         return None
     payload = weights.load(entry)  # refuses a file whose SHA-256 differs from the manifest's
     config = cls.resolve_config(preset, overrides)
-    if json.dumps(payload["config"], sort_keys=True, default=str) != json.dumps(config, sort_keys=True, default=str):
+    if weights.config_differences(payload["config"], config):
         return None  # other settings (--set): these weights do not apply
     method = cls(tuple(dataset.frame_shape), payload["config"])
     weights.fit(method, payload, entry)

@@ -71,6 +71,17 @@ def manifest(root: Path = SHIPPED_DIR) -> list[Entry]:
         raise BenchError(f"the shipped-weights manifest {path} is damaged ({error}); reinstall vpbench") from None
 
 
+def config_differences(shipped: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """The settings in which a shipped file's config (its ``steps`` being the steps it trained) differs
+    from the one asked for, as ``key: shipped vs wanted``; the weights serve only when there are none."""
+    def plain(config: dict[str, Any]) -> dict[str, Any]:  # tuples and lists alike, as JSON stores them
+        return json.loads(json.dumps(config, default=str))
+
+    shipped, wanted = plain(shipped), plain(wanted)
+    return [f"{key}: {shipped.get(key)!r} vs {wanted.get(key)!r}"
+            for key in sorted(set(shipped) | set(wanted)) if shipped.get(key) != wanted.get(key)]
+
+
 def find(method: str, preset: str, dataset: str, frame_shape, root: Path = SHIPPED_DIR) -> Entry | None:
     for entry in manifest(root):
         key = (entry.method, entry.preset, entry.dataset, list(entry.frame_shape))

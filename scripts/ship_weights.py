@@ -70,6 +70,12 @@ def main() -> None:
 
     checkpoint = ckpt.load(args.checkpoint)
     cls = methods.get(checkpoint["method"])
+    differences = weights.config_differences({**checkpoint["config"], "steps": checkpoint["step"]},
+                                             cls.resolve_config(checkpoint["preset"]))
+    if differences:  # bench run would pass over such weights and train its own
+        parser.error(f"{args.checkpoint} was not trained as preset {checkpoint['preset']!r} says "
+                     f"({'; '.join(differences)}): bench run would never use it; train it to the preset's "
+                     "settings, or change the preset, first")
     data = bench.get_dataset(checkpoint["dataset"])
     full = cls(tuple(checkpoint["frame_shape"]), checkpoint["config"])
     full.load_state_dict(checkpoint["model"])

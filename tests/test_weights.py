@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import runpy
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -181,3 +184,25 @@ def test_strip_rewrites_an_old_file_without_its_training_only_state(tmp_path, mo
     with torch.no_grad():
         assert torch.equal(unstripped.eval().predict(context, 4), stripped.eval().predict(context, 4))
     assert weights.strip(new, root=tmp_path) == new  # nothing left to strip: the file stays
+
+
+def test_config_differences_name_each_setting_and_ignore_tuple_versus_list():
+    assert weights.config_differences({"hidden": [64, 32], "steps": 4000}, {"hidden": (64, 32), "steps": 4000}) == []
+    assert weights.config_differences({"hidden": [64], "steps": 3000, "lr": 0.1}, {"hidden": (64,), "steps": 4000}) == [
+        "lr: 0.1 vs None", "steps: 3000 vs 4000"]
+
+
+def test_ship_script_refuses_weights_bench_run_would_never_use(tmp_path, monkeypatch, capsys):
+    """A checkpoint trained to other steps than its preset's would be passed over by bench run: refused."""
+    method = seeded("frnn", (1, 16, 16))
+    path = tmp_path / "frnn-tiny.pt"
+    steps = method.resolve_config("tiny")["steps"]
+    ckpt.write(path, ckpt.pack(method, preset="tiny", dataset="bouncing_balls", step=steps + 1, seed=0))
+    script = Path(__file__).parent.parent / "scripts" / "ship_weights.py"
+    monkeypatch.setattr(sys, "argv", [str(script), str(path), "--commit", "abc", "--command", "bench train ..."])
+    monkeypatch.setattr(weights, "SHIPPED_DIR", tmp_path / "shipped")
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(script), run_name="__main__")
+    assert stop.value.code == 2
+    assert f"steps: {steps + 1} vs {steps}" in capsys.readouterr().err
+    assert not (tmp_path / "shipped").exists()
