@@ -33,8 +33,8 @@ dataset:
 * Moving MNIST: 0.0260 / 16.03 / 0.203 (copy-last 0.0693 / 11.77 / 0.206). DSSIM beats copy-last
   only narrowly and only from about 4,000 steps (0.212 at 3,000, still falling): like SimVP's, its
   blurred digits leave a haze that SSIM counts (a blank frame scores 0.136);
-* bouncing balls, 3,000 steps (22 minutes; it beat copy-last from the first 1,000): 0.0177 /
-  19.47 / 0.106 (copy-last 0.130 / 9.60 / 0.227).
+* bouncing balls: 0.0151 / 20.32 / 0.086 (copy-last 0.130 / 9.60 / 0.227), 29 minutes (a busier
+  machine); it beat copy-last from the first 1,000 steps.
 
 ``tiny`` is for tests.
 
